@@ -1,0 +1,177 @@
+"""The 2**bits-way softmax baseline over integer pixels.
+
+Axis key: ``*`` batch, ``C`` channels, ``L = 2**bits`` levels, ``P = C*(C-1)//2`` channel
+pairs, ``H, W`` image size.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch.distributions import constraints
+
+from .discrete import DiscretePixelDistribution, PixelSummary
+from .pixels import MAX_BITS, compute_dtype, exists, num_pairs, pair_slice, scale_pixels
+
+
+class PixelSoftmax(DiscretePixelDistribution):
+    r"""A categorical over the ``2**bits`` levels of every sub-pixel.
+
+    Without ``coupling`` the sub-pixels are independent given ``logits``. With it, channel c's
+    logits get ``sum_{p < c} coupling[(c, p)] * x_p`` (``x_p`` the earlier channel's value
+    scaled to ``[-1, 1]``, pairs ordered ``(1,0), (2,0), (2,1), ...``), the softmax analogue of
+    the mixture's channel coupling: ``log_prob`` scores channel c given the true earlier
+    channels and ``sample`` draws them in order.
+
+    Example::
+
+        >>> import torch
+        >>> from pixelcnnpp.likelihoods import PixelSoftmax
+        >>> d = PixelSoftmax(torch.randn(2, 3, 256, 8, 8))   # [B, C, 2**bits, H, W]
+        >>> x = d.sample()
+        >>> d.log_prob(x).shape
+        torch.Size([2])
+
+    Args:
+        logits: ``[*, C, 2**bits, H, W]`` unnormalized log-probabilities of each level.
+        coupling: optional ``[*, C*(C-1)//2, 2**bits, H, W]`` slopes of channel c's logits in
+            each earlier channel's scaled value.
+
+    Summaries (``mean``, ``variance``, ``mode``, ``entropy()``) are exact in closed form
+    without coupling; with coupling they follow ``DiscretePixelDistribution.summary`` (exact
+    when the joint values of a pixel can be enumerated, else greedy channel by channel).
+    """
+
+    has_rsample = False
+    _param_event_dims: ClassVar[dict[str, int]] = {"logits": 4, "coupling": 4}
+
+    def __init__(
+        self,
+        logits: torch.Tensor,
+        coupling: torch.Tensor | None = None,
+        validate_args: bool | None = None,
+    ):
+        if (
+            not isinstance(logits, torch.Tensor)
+            or not logits.is_floating_point()
+            or logits.dim() < 4
+        ):
+            got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+            raise ValueError(
+                f"logits must be a floating-point tensor [*, C, 2**bits, H, W], got {got}"
+            )
+        c, levels, h, w = logits.shape[-4:]
+        bits = round(math.log2(levels)) if levels > 0 else 0
+        if c < 1 or 2**bits != levels or not 1 <= bits <= MAX_BITS:
+            raise ValueError(
+                f"logits must have shape [*, C, 2**bits, H, W] with C >= 1 and 2**bits levels for "
+                f"bits in 1..{MAX_BITS}, got {tuple(logits.shape)} ({levels} levels)"
+            )
+        batch_shape = logits.shape[:-4]
+        if coupling is not None:
+            if not isinstance(coupling, torch.Tensor) or not coupling.is_floating_point():
+                raise ValueError(
+                    "coupling must be a floating-point tensor [*, C*(C-1)//2, 2**bits, H, W]"
+                )
+            if coupling.dim() < 4 or tuple(coupling.shape[-4:]) != (num_pairs(c), levels, h, w):
+                raise ValueError(
+                    f"coupling must have shape [*, C*(C-1)//2, 2**bits, H, W] = "
+                    f"[*, {num_pairs(c)}, {levels}, {h}, {w}], got {tuple(coupling.shape)}"
+                )
+            try:
+                batch_shape = torch.broadcast_shapes(batch_shape, coupling.shape[:-4])
+            except RuntimeError:
+                raise ValueError(
+                    f"the batch dimensions of logits {tuple(logits.shape[:-4])} and coupling "
+                    f"{tuple(coupling.shape[:-4])} do not broadcast"
+                ) from None
+            if c == 1:
+                coupling = None
+        dtype = compute_dtype(logits, *([coupling] if exists(coupling) else []))
+        self.num_bits = bits
+        self.logits = logits.to(dtype).expand(batch_shape + logits.shape[-4:])
+        self.coupling = (
+            coupling.to(dtype).expand(batch_shape + coupling.shape[-4:])
+            if exists(coupling)
+            else None
+        )
+        super().__init__(batch_shape, torch.Size((c, h, w)), validate_args=validate_args)
+
+    @property
+    def arg_constraints(self):
+        names = ["logits"] + (["coupling"] if exists(self.coupling) else [])
+        return dict.fromkeys(names, constraints.real)
+
+    def conditional_logits(self, value: torch.Tensor) -> torch.Tensor:
+        """Logits of each channel given the earlier channels of ``value``:
+        ``[..., C, H, W] -> [..., C, L, H, W]`` (the plain logits without coupling)."""
+        if self.coupling is None:
+            return self.logits
+        xs = scale_pixels(value, self.num_bits, self.logits.dtype).unsqueeze(
+            -3
+        )  # [..., C, 1, H, W]
+        shifts = [torch.zeros_like(self.logits[..., 0, :, :, :] * xs[..., 0, :, :, :])]
+        for c in range(1, self.num_channels):
+            coupling = self.coupling[..., pair_slice(c), :, :, :]  # [*, c, L, H, W]
+            shifts.append((coupling * xs[..., :c, :, :, :]).sum(-4))
+        return self.logits + torch.stack(shifts, dim=-4)
+
+    def log_prob_pixels(self, value: torch.Tensor) -> torch.Tensor:
+        """``log p(x_c | x_<c)`` of each sub-pixel: ``[..., C, H, W] -> [..., C, H, W]``."""
+        if self._validate_args:
+            self._validate_sample(value)
+        logp = F.log_softmax(self.conditional_logits(value), dim=-3)
+        lead = torch.broadcast_shapes(logp.shape[:-4], value.shape[:-3])
+        logp = logp.expand(lead + logp.shape[-4:])
+        index = value.long().expand(lead + value.shape[-3:]).unsqueeze(-3)
+        return logp.gather(-3, index).squeeze(-3)
+
+    def sample(
+        self,
+        sample_shape: torch.Size | tuple[int, ...] = (),
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Draw integer images ``[*sample_shape, *batch, C, H, W]``, channel by channel.
+
+        Gumbel-max over the levels of each sub-pixel; ``temperature`` divides the logits.
+        """
+        t = self._check_temperature(temperature)
+        sample_shape = torch.Size(sample_shape)
+        with torch.no_grad():
+            lead = sample_shape + self.batch_shape
+            logits = self.logits.expand(lead + self.logits.shape[-4:])
+            gumbel = -torch.empty_like(logits).exponential_(generator=generator).log()
+            if self.coupling is None:
+                return torch.argmax(logits / t + gumbel, dim=-3)
+            out = torch.zeros(lead + self.event_shape, dtype=torch.long, device=logits.device)
+            xs = []
+            for c in range(self.num_channels):
+                channel_logits = logits[..., c, :, :, :]
+                if c:
+                    coupling = self.coupling[..., pair_slice(c), :, :, :]
+                    channel_logits = channel_logits + (coupling * torch.stack(xs, -4)).sum(-4)
+                out[..., c, :, :] = torch.argmax(
+                    channel_logits / t + gumbel[..., c, :, :, :], dim=-3
+                )
+                xs.append(
+                    scale_pixels(out[..., c, :, :], self.num_bits, logits.dtype).unsqueeze(-3)
+                )
+            return out
+
+    def summary(self) -> PixelSummary:
+        if self.coupling is not None:
+            return super().summary()
+        logp = F.log_softmax(self.logits, dim=-3)
+        p = logp.exp()
+        levels = torch.arange(self.num_levels, device=p.device, dtype=p.dtype).reshape(-1, 1, 1)
+        mean = (p * levels).sum(-3)
+        variance = (p * levels**2).sum(-3) - mean**2
+        entropy = torch.where(p > 0, -p * logp, 0.0).sum((-4, -3, -2, -1))
+        return PixelSummary(mean, variance, logp.argmax(-3), entropy)
+
+    def _values_cost(self) -> int:
+        return self.num_levels
