@@ -1,1 +1,36 @@
-"""autoregressive"""
+"""PixelCNN++ assembled from registered blocks: causal layers, blocks, model, sampling, checks.
+
+>>> from pixelcnnpp.autoregressive import PixelCNNPP, PixelCNNConfig, check_causality
+"""
+
+from .blocks import GatedResnet, build_block, get_block, list_blocks, register_block
+from .causality import CausalityError, check_causality, verify_block
+from .config import PixelCNNConfig
+from .layers import (
+    NetworkInNetwork,
+    ShiftedConv2d,
+    ShiftedConvTranspose2d,
+    concat_elu,
+    down_shift,
+    right_shift,
+)
+from .model import PixelCNNPP
+
+__all__ = [
+    "CausalityError",
+    "GatedResnet",
+    "NetworkInNetwork",
+    "PixelCNNConfig",
+    "PixelCNNPP",
+    "ShiftedConv2d",
+    "ShiftedConvTranspose2d",
+    "build_block",
+    "check_causality",
+    "concat_elu",
+    "down_shift",
+    "get_block",
+    "list_blocks",
+    "register_block",
+    "right_shift",
+    "verify_block",
+]

@@ -1,0 +1,159 @@
+"""The block registry and the built-in ``gated_resnet`` block.
+
+A PixelCNN++ is a stack of blocks on two streams; which block is used is a name in the
+config. ``register_block`` adds a name; installed packages can add names through the
+entry-point group ``pixelcnnpp.blocks``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from pixelcnnpp.likelihoods import Registry
+
+from .layers import NetworkInNetwork, ShiftedConv2d, get_nonlinearity
+
+STREAMS = ("u", "ul")
+
+BLOCKS = Registry("block", entry_point_group="pixelcnnpp.blocks")
+
+
+def register_block(
+    name: str, factory: Callable[..., nn.Module] | None = None, *, override: bool = False
+):
+    """Register a block factory (a class or a function) under ``name``; usable as a decorator.
+
+    **The block contract.** The model calls the factory with keywords::
+
+        factory(channels=F, stream="u" | "ul", skip_channels=S, dropout=p,
+                cond_dim=D | None, nonlinearity="concat_elu", weight_norm=True)
+
+    - ``channels``: channels of the stream; the block maps ``[B, F, H, W]`` to the same shape.
+    - ``stream``: ``"u"``, the vertical stream, whose position ``(i, j)`` summarises the rows
+      above ``i``; or ``"ul"``, the horizontal stream, whose ``(i, j)`` summarises the pixels
+      before ``(i, j)`` in raster order.
+    - ``skip_channels``: channels of the ``skip`` input (0: the block gets ``skip=None``). On
+      the ``ul`` stream it is the ``u`` stream at the same position, concatenated in the down
+      pass with the up pass's ``ul``; on the ``u`` stream in the down pass the up pass's ``u``.
+    - ``dropout``: dropout probability inside the block (applied only in training mode).
+    - ``cond_dim``: size of the conditioning vector ``cond [B, D]`` (one-hot class labels and/or
+      a user vector), or ``None``.
+    - ``nonlinearity``, ``weight_norm``: the model's choices, to follow or ignore.
+
+    The block's ``forward(x, skip=None, cond=None)`` returns a tensor shaped like ``x``.
+
+    **What it must not look at.** On the ``u`` stream, output ``(i, j)`` may depend on inputs
+    (``x`` and ``skip``) at rows ``<= i`` only; on the ``ul`` stream, on inputs at positions
+    ``<= (i, j)`` in raster order only (rows above, and row ``i`` up to column ``j``). Use
+    ``ShiftedConv2d(kind="down")`` on ``u`` and ``kind="down_right"`` on ``ul``, or 1x1 layers.
+    ``check_causality(block)`` proves it; the model checks every block name once.
+
+    **Cached sampling.** A block that sets the attribute ``incremental_context = (rows_above,
+    cols_left, cols_right)`` declares that its output at ``(i, j)`` depends only on inputs in
+    rows ``i - rows_above .. i`` and columns ``j - cols_left .. j + cols_right``, and only through
+    zero-padded local operations, so it can be evaluated on a window of that size. Blocks
+    without it make ``method="cached"`` fall back to naive sampling with a warning.
+    """
+    return BLOCKS.register(name, factory, override=override)
+
+
+def get_block(name: str) -> Callable[..., nn.Module]:
+    """The factory registered under ``name`` (unknown names list the known ones)."""
+    return BLOCKS.get(name)
+
+
+def list_blocks() -> list[str]:
+    """Names of the registered blocks, sorted (entry-point plugins included)."""
+    return BLOCKS.names()
+
+
+def build_block(
+    name: str,
+    channels: int,
+    stream: str,
+    skip_channels: int = 0,
+    dropout: float = 0.0,
+    cond_dim: int | None = None,
+    nonlinearity: str = "concat_elu",
+    weight_norm: bool = True,
+) -> nn.Module:
+    """Call the factory registered under ``name`` with the contract's keywords."""
+    if stream not in STREAMS:
+        raise ValueError(f"stream must be 'u' or 'ul', got {stream!r}")
+    factory = get_block(name)
+    try:
+        block = factory(
+            channels=channels,
+            stream=stream,
+            skip_channels=skip_channels,
+            dropout=dropout,
+            cond_dim=cond_dim,
+            nonlinearity=nonlinearity,
+            weight_norm=weight_norm,
+        )
+    except TypeError as error:
+        raise ValueError(
+            f"block {name!r} could not be built with the block contract's keywords (channels, "
+            f"stream, skip_channels, dropout, cond_dim, nonlinearity, weight_norm): {error}"
+        ) from error
+    if not isinstance(block, nn.Module):
+        raise ValueError(
+            f"block {name!r} must build an nn.Module, its factory returned {type(block).__name__}"
+        )
+    return block
+
+
+@register_block("gated_resnet")
+class GatedResnet(nn.Module):
+    """The gated residual block of PixelCNN++.
+
+    ``c1 = conv(f(x)) [+ nin(f(skip))]; c2 = conv(dropout(f(c1))) [+ linear(cond)];
+    out = x + a * sigmoid(b)`` with ``a, b`` the halves of ``c2``, ``f`` the nonlinearity and
+    ``conv`` a 2x3 down-shifted (``u``) or 2x2 down-right-shifted (``ul``) convolution.
+    ``[B, F, H, W] -> [B, F, H, W]``.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        stream: str,
+        skip_channels: int = 0,
+        dropout: float = 0.5,
+        cond_dim: int | None = None,
+        nonlinearity: str = "concat_elu",
+        weight_norm: bool = True,
+    ):
+        super().__init__()
+        self.stream, self.skip_channels, self.cond_dim = stream, skip_channels, cond_dim
+        self.f, mult = get_nonlinearity(nonlinearity)
+        kind, kernel = ("down", (2, 3)) if stream == "u" else ("down_right", (2, 2))
+        self.conv_in = ShiftedConv2d(
+            mult * channels, channels, kernel, kind, weight_norm=weight_norm
+        )
+        self.skip = (
+            NetworkInNetwork(mult * skip_channels, channels, weight_norm) if skip_channels else None
+        )
+        self.dropout = nn.Dropout(dropout)
+        self.conv_out = ShiftedConv2d(
+            mult * channels, 2 * channels, kernel, kind, weight_norm=weight_norm, init_scale=0.1
+        )
+        self.cond = nn.Linear(cond_dim, 2 * channels, bias=False) if cond_dim else None
+        if self.cond is not None:
+            nn.init.normal_(self.cond.weight, 0.0, 0.05)
+        # Two stacked 2-row kernels: rows i-2..i; columns +-2 (u) or 2 to the left (ul).
+        self.incremental_context = (2, 2, 2) if stream == "u" else (2, 2, 0)
+
+    def forward(
+        self, x: torch.Tensor, skip: torch.Tensor | None = None, cond: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        c1 = self.conv_in(self.f(x))
+        if self.skip is not None:
+            c1 = c1 + self.skip(self.f(skip))
+        c2 = self.conv_out(self.dropout(self.f(c1)))
+        if self.cond is not None:
+            c2 = c2 + self.cond(cond)[:, :, None, None]
+        a, b = c2.chunk(2, dim=1)
+        return x + a * torch.sigmoid(b)

@@ -1,0 +1,146 @@
+"""Causal layers of PixelCNN++: shifted convolutions, their strided and transposed forms,
+network-in-network, concat_elu, and weight normalization.
+
+Two streams keep the model autoregressive in raster order:
+
+- the vertical stream ``u`` (down-shifted convolutions): position ``(i, j)`` sees rows above;
+- the horizontal stream ``ul`` (down-right-shifted convolutions): position ``(i, j)`` sees rows
+  above and the pixels to its left.
+
+Axis key: ``B`` batch, ``F`` channels (filters), ``H, W`` height and width.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.parametrizations import weight_norm as apply_weight_norm
+
+
+def concat_elu(x: torch.Tensor) -> torch.Tensor:
+    """``elu([x, -x])`` along channels: ``[B, F, H, W] -> [B, 2F, H, W]`` (the paper's default)."""
+    return F.elu(torch.cat([x, -x], dim=1))
+
+
+NONLINEARITIES = {"concat_elu": (concat_elu, 2), "elu": (F.elu, 1)}
+"""Name -> (function, channel multiplier of its output)."""
+
+
+def get_nonlinearity(name: str):
+    """``(function, channel multiplier)`` of a nonlinearity named in the config."""
+    try:
+        return NONLINEARITIES[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown nonlinearity {name!r}; known: {', '.join(map(repr, NONLINEARITIES))}"
+        ) from None
+
+
+def down_shift(x: torch.Tensor) -> torch.Tensor:
+    """Move every row one down, a zero row on top: ``[B, F, H, W] -> [B, F, H, W]``."""
+    return F.pad(x, (0, 0, 1, 0))[:, :, :-1, :]
+
+
+def right_shift(x: torch.Tensor) -> torch.Tensor:
+    """Move every column one right, a zero column on the left: ``[B, F, H, W] -> same``."""
+    return F.pad(x, (1, 0, 0, 0))[:, :, :, :-1]
+
+
+def weight_normed(
+    module: nn.Module, enabled: bool, init_scale: float = 1.0, dim: int = 0
+) -> nn.Module:
+    """Weight-normalize ``module`` (``w = g * v / |v|``) when ``enabled``.
+
+    ``init_scale`` is the target standard deviation of the module's outputs after the paper's
+    data-dependent initialisation (see ``initialize_weight_norm``).
+    """
+    module.init_scale = init_scale
+    if enabled:
+        nn.init.normal_(module.weight, 0.0, 0.05)
+        apply_weight_norm(module, dim=dim)
+    return module
+
+
+class ShiftedConv2d(nn.Module):
+    """Convolution padded so that it never sees below (and, if ``right_shifted``, right of)
+    the output position.
+
+    ``down`` (kernel ``(kh, kw)``, ``kw`` odd): output ``(i, j)`` sees input rows
+    ``i - kh + 1 .. i`` and columns ``j - (kw-1)/2 .. j + (kw-1)/2``.
+    ``down_right``: rows ``i - kh + 1 .. i`` and columns ``j - kw + 1 .. j``.
+    With ``stride=2`` the output has ``ceil(H/2) x ceil(W/2)`` positions, output ``(I, J)``
+    standing for input ``(2I, 2J)``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: tuple[int, int],
+        kind: str = "down",
+        stride: int = 1,
+        weight_norm: bool = True,
+        init_scale: float = 1.0,
+    ):
+        super().__init__()
+        kh, kw = kernel_size
+        if kind == "down":
+            if kw % 2 == 0:
+                raise ValueError(
+                    f"a down-shifted conv needs an odd kernel width, got {kernel_size}"
+                )
+            self.padding = ((kw - 1) // 2, (kw - 1) // 2, kh - 1, 0)
+        elif kind == "down_right":
+            self.padding = (kw - 1, 0, kh - 1, 0)
+        else:
+            raise ValueError(f"kind must be 'down' or 'down_right', got {kind!r}")
+        self.kind, self.kernel_size, self.stride = kind, (kh, kw), stride
+        conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride)
+        self.conv = weight_normed(conv, weight_norm, init_scale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(F.pad(x, self.padding))
+
+
+class ShiftedConvTranspose2d(nn.Module):
+    """Stride-2 transposed convolution that upsamples a shifted stream, cropped to the target
+    size so that output ``(i, j)`` only uses the low-resolution position ``(i // 2, .)`` that
+    stands for pixels before ``(i, j)``. Works for odd sizes (``4 -> 7``).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: tuple[int, int],
+        kind: str = "down",
+        weight_norm: bool = True,
+        init_scale: float = 1.0,
+    ):
+        super().__init__()
+        if kind not in ("down", "down_right"):
+            raise ValueError(f"kind must be 'down' or 'down_right', got {kind!r}")
+        kh, kw = kernel_size
+        self.kind, self.kernel_size = kind, (kh, kw)
+        self.col_offset = (kw - 1) // 2 if kind == "down" else 0
+        deconv = nn.ConvTranspose2d(in_channels, out_channels, kernel_size, stride=2)
+        self.deconv = weight_normed(deconv, weight_norm, init_scale, dim=1)
+
+    def forward(self, x: torch.Tensor, output_size: tuple[int, int]) -> torch.Tensor:
+        h, w = output_size
+        y = self.deconv(x)
+        return y[:, :, :h, self.col_offset : self.col_offset + w]
+
+
+class NetworkInNetwork(nn.Module):
+    """A 1x1 convolution ("nin"): ``[B, F_in, H, W] -> [B, F_out, H, W]``, position-wise."""
+
+    def __init__(
+        self, in_channels: int, out_channels: int, weight_norm: bool = True, init_scale: float = 1.0
+    ):
+        super().__init__()
+        self.conv = weight_normed(nn.Conv2d(in_channels, out_channels, 1), weight_norm, init_scale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)

@@ -1,0 +1,268 @@
+"""PixelCNN++ (Salimans, Karpathy, Chen, Kingma 2017) assembled from registered blocks.
+
+Axis key: ``B`` batch, ``C`` image channels, ``F`` filters, ``H, W`` image size, ``D`` size of
+the conditioning vector.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.distributions import Distribution
+
+from pixelcnnpp.likelihoods import get_likelihood, scale_pixels, validate_pixels
+
+from .blocks import build_block
+from .causality import verify_block
+from .config import PixelCNNConfig
+from .initialization import initialize_weight_norm
+from .layers import ShiftedConv2d, ShiftedConvTranspose2d, down_shift, get_nonlinearity, right_shift
+
+
+class PixelCNNPP(nn.Module):
+    """PixelCNN++: ``model(x) -> distribution over x``, every pixel given those before it.
+
+    Two streams run over the image: ``u`` sees the rows above a position, ``ul`` the rows above
+    and the pixels to its left. The up pass applies ``num_resnet`` blocks per resolution and
+    halves the resolution between stages; the down pass mirrors it (``num_resnet`` blocks at
+    the lowest resolution, ``num_resnet + 1`` at the others), each block taking the matching
+    up-pass output as its short-cut input. ``elu(ul)`` feeds the likelihood head.
+
+    Example::
+
+        >>> import torch
+        >>> from pixelcnnpp.autoregressive import PixelCNNPP, PixelCNNConfig
+        >>> model = PixelCNNPP(PixelCNNConfig(image_shape=(1, 8, 8), num_filters=16, num_resnet=1))
+        >>> x = torch.randint(0, 256, (2, 1, 8, 8))
+        >>> nll = -model(x).log_prob(x)                  # [2] nats per image
+        >>> samples = model.sample(2)                    # [2, 1, 8, 8] integers
+    """
+
+    def __init__(self, config: PixelCNNConfig | None = None, **overrides: Any):
+        super().__init__()
+        config = config or PixelCNNConfig()
+        if overrides:
+            config = PixelCNNConfig.from_dict({**config.to_dict(), **overrides})
+        self.config = config
+        c, _, _ = config.image_shape
+        f, nr, wn = config.num_filters, config.num_resnet, config.weight_norm
+        get_nonlinearity(config.nonlinearity)
+        verify_block(config.block, config.nonlinearity)
+        d = config.conditioning_dim
+
+        def block(stream: str, skip: int) -> nn.Module:
+            return build_block(
+                config.block, f, stream, skip, config.dropout, d, config.nonlinearity, wn
+            )
+
+        def pair(u: nn.Module, ul: nn.Module) -> nn.ModuleDict:
+            return nn.ModuleDict({"u": u, "ul": ul})
+
+        # c + 1 input channels: the image and a channel of ones that marks the zero padding.
+        self.u_init = ShiftedConv2d(c + 1, f, (2, 3), "down", weight_norm=wn)
+        self.ul_init_above = ShiftedConv2d(c + 1, f, (1, 3), "down", weight_norm=wn)
+        self.ul_init_left = ShiftedConv2d(c + 1, f, (2, 1), "down_right", weight_norm=wn)
+        self.up = nn.ModuleList(
+            pair(
+                nn.ModuleList(block("u", 0) for _ in range(nr)),
+                nn.ModuleList(block("ul", f) for _ in range(nr)),
+            )
+            for _ in range(config.num_stages)
+        )
+        self.downsample = nn.ModuleList(
+            pair(
+                ShiftedConv2d(f, f, (2, 3), "down", stride=2, weight_norm=wn),
+                ShiftedConv2d(f, f, (2, 2), "down_right", stride=2, weight_norm=wn),
+            )
+            for _ in range(config.num_stages - 1)
+        )
+        self.down = nn.ModuleList(
+            pair(
+                nn.ModuleList(block("u", f) for _ in range(nr + (s > 0))),
+                nn.ModuleList(block("ul", 2 * f) for _ in range(nr + (s > 0))),
+            )
+            for s in range(config.num_stages)
+        )
+        self.upsample = nn.ModuleList(
+            pair(
+                ShiftedConvTranspose2d(f, f, (2, 3), "down", weight_norm=wn),
+                ShiftedConvTranspose2d(f, f, (2, 2), "down_right", weight_norm=wn),
+            )
+            for _ in range(config.num_stages - 1)
+        )
+        try:
+            self.head = get_likelihood(
+                config.likelihood,
+                num_channels=c,
+                num_bits=config.num_bits,
+                in_channels=f,
+                weight_norm=wn,
+                **config.likelihood_kwargs,
+            )
+        except TypeError as error:
+            raise ValueError(
+                f"likelihood {config.likelihood!r} does not accept likelihood_kwargs "
+                f"{config.likelihood_kwargs}: {error}"
+            ) from error
+
+    # -- inputs ----------------------------------------------------------------------------------
+
+    def check_inputs(
+        self,
+        x: torch.Tensor | None,
+        labels: torch.Tensor | None = None,
+        cond: torch.Tensor | None = None,
+        batch: int | None = None,
+    ) -> torch.Tensor | None:
+        """Validate pixels, labels and conditioning; return the conditioning vector ``[B, D]``.
+
+        Raises ``ValueError`` naming the argument, what the config expects and what came.
+        """
+        cfg = self.config
+        if x is not None:
+            if not isinstance(x, torch.Tensor) or x.dim() != 4:
+                got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+                raise ValueError(
+                    f"x must be [B, C, H, W] = [B, {', '.join(map(str, cfg.image_shape))}], got {got}"
+                )
+            validate_pixels(x, torch.Size(cfg.image_shape), torch.Size(), cfg.num_bits)
+            batch = x.shape[0]
+        parts = []
+        if cfg.num_classes is None:
+            if labels is not None:
+                raise ValueError(
+                    "labels were given but the model is not class-conditional (num_classes=None)"
+                )
+        else:
+            if labels is None:
+                raise ValueError(
+                    f"labels [B] in [0, {cfg.num_classes - 1}] are required: the model has num_classes={cfg.num_classes}"
+                )
+            if (
+                not isinstance(labels, torch.Tensor)
+                or labels.shape != (batch,)
+                or labels.is_floating_point()
+            ):
+                got = (
+                    f"{tuple(labels.shape)} {labels.dtype}"
+                    if isinstance(labels, torch.Tensor)
+                    else type(labels).__name__
+                )
+                raise ValueError(f"labels must be an integer tensor of shape ({batch},), got {got}")
+            if labels.numel() and (labels.min() < 0 or labels.max() >= cfg.num_classes):
+                raise ValueError(
+                    f"labels must lie in [0, {cfg.num_classes - 1}] (num_classes={cfg.num_classes}), "
+                    f"got values in [{labels.min().item()}, {labels.max().item()}]"
+                )
+            parts.append(F.one_hot(labels.long(), cfg.num_classes))
+        if cfg.cond_dim is None:
+            if cond is not None:
+                raise ValueError(
+                    "cond was given but the model has no conditioning vector (cond_dim=None)"
+                )
+        else:
+            if (
+                not isinstance(cond, torch.Tensor)
+                or cond.shape != (batch, cfg.cond_dim)
+                or not cond.is_floating_point()
+            ):
+                got = (
+                    f"{tuple(cond.shape)} {cond.dtype}"
+                    if isinstance(cond, torch.Tensor)
+                    else repr(cond)
+                )
+                raise ValueError(
+                    f"cond must be a float tensor of shape ({batch}, {cfg.cond_dim}), got {got}"
+                )
+            parts.append(cond)
+        if not parts:
+            return None
+        dtype = self.u_init.conv.bias.dtype
+        return torch.cat([p.to(dtype) for p in parts], dim=1)
+
+    # -- network ---------------------------------------------------------------------------------
+
+    def scaled_input(self, x: torch.Tensor) -> torch.Tensor:
+        """Pixels ``[B, C, H, W]`` -> scaled to ``[-1, 1]`` with a channel of ones: ``[B, C+1, H, W]``."""
+        xs = scale_pixels(x, self.config.num_bits, self.u_init.conv.bias.dtype)
+        return torch.cat([xs, torch.ones_like(xs[:, :1])], dim=1)
+
+    def features(self, x: torch.Tensor, h: torch.Tensor | None = None) -> torch.Tensor:
+        """Network output before the head: pixels ``[B, C, H, W]`` -> ``[B, F, H, W]``.
+
+        ``h`` is the conditioning vector from ``check_inputs``; no validation here.
+        """
+        xp = self.scaled_input(x)
+        us = [down_shift(self.u_init(xp))]
+        uls = [down_shift(self.ul_init_above(xp)) + right_shift(self.ul_init_left(xp))]
+        for s, stage in enumerate(self.up):
+            if s > 0:
+                us.append(self.downsample[s - 1]["u"](us[-1]))
+                uls.append(self.downsample[s - 1]["ul"](uls[-1]))
+            for block_u, block_ul in zip(stage["u"], stage["ul"], strict=True):
+                us.append(block_u(us[-1], None, h))
+                uls.append(block_ul(uls[-1], us[-1], h))
+        u, ul = us.pop(), uls.pop()
+        for s, stage in enumerate(self.down):
+            if s > 0:
+                size = us[-1].shape[-2:]
+                u = self.upsample[s - 1]["u"](u, size)
+                ul = self.upsample[s - 1]["ul"](ul, size)
+            for block_u, block_ul in zip(stage["u"], stage["ul"], strict=True):
+                u = block_u(u, us.pop(), h)
+                ul = block_ul(ul, torch.cat([u, uls.pop()], dim=1), h)
+        return F.elu(ul)
+
+    def forward(
+        self, x: torch.Tensor, labels: torch.Tensor | None = None, cond: torch.Tensor | None = None
+    ) -> Distribution:
+        """The distribution over ``x [B, C, H, W]`` (batch ``[B]``, event ``(C, H, W)``)."""
+        h = self.check_inputs(x, labels, cond)
+        return self.head(self.features(x, h), x)
+
+    # -- initialisation and sampling -------------------------------------------------------------------
+
+    @torch.no_grad()
+    def initialize(
+        self, x: torch.Tensor, labels: torch.Tensor | None = None, cond: torch.Tensor | None = None
+    ) -> PixelCNNPP:
+        """The paper's data-dependent initialisation of the weight-normalized layers (opt-in).
+
+        Runs one batch through the network in evaluation mode; each weight-normalized layer, in
+        order, rescales its gain and shifts its bias so that its outputs on the batch have mean
+        0 and standard deviation ``init_scale`` (1, or 0.1 for the last conv of a block) per
+        channel. Call once, before training, with a batch of a few hundred images.
+        """
+        h = self.check_inputs(x, labels, cond)
+        with initialize_weight_norm(self):
+            self.head(self.features(x, h), x)
+        return self
+
+    @torch.no_grad()
+    def sample(
+        self,
+        n: int,
+        labels: torch.Tensor | None = None,
+        cond: torch.Tensor | None = None,
+        temperature: float = 1.0,
+        method: str = "cached",
+        generator: torch.Generator | None = None,
+        progress=None,
+    ) -> torch.Tensor:
+        """Draw ``n`` images ``[n, C, H, W]`` (integers), one pixel at a time in raster order.
+
+        ``method="cached"`` reuses each layer's recent outputs so every pixel costs only the
+        work its position needs; ``"naive"`` reruns the whole network per pixel. Both consume
+        the generator identically and give the same images (up to float rounding at bin edges).
+        Runs in evaluation mode under ``no_grad``; ``progress(done, total)`` is called per row.
+        """
+        from .sampling import sample
+
+        return sample(self, n, labels, cond, temperature, method, generator, progress)
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
