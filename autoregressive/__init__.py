@@ -7,6 +7,7 @@ from .blocks import GatedResnet, build_block, get_block, list_blocks, register_b
 from .causality import CausalityError, check_causality, verify_block
 from .config import PixelCNNConfig
 from .layers import (
+    Dropout,
     NetworkInNetwork,
     ShiftedConv2d,
     ShiftedConvTranspose2d,
@@ -18,6 +19,7 @@ from .model import PixelCNNPP
 
 __all__ = [
     "CausalityError",
+    "Dropout",
     "GatedResnet",
     "NetworkInNetwork",
     "PixelCNNConfig",

@@ -14,7 +14,7 @@ from torch import nn
 
 from pixelcnnpp.likelihoods import Registry
 
-from .layers import NetworkInNetwork, ShiftedConv2d, get_nonlinearity
+from .layers import Dropout, NetworkInNetwork, ShiftedConv2d, get_nonlinearity
 
 STREAMS = ("u", "ul")
 
@@ -136,7 +136,7 @@ class GatedResnet(nn.Module):
         self.skip = (
             NetworkInNetwork(mult * skip_channels, channels, weight_norm) if skip_channels else None
         )
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.conv_out = ShiftedConv2d(
             mult * channels, 2 * channels, kernel, kind, weight_norm=weight_norm, init_scale=0.1
         )
