@@ -130,7 +130,6 @@ class PixelCNNPP(nn.Module):
                 )
             validate_pixels(x, torch.Size(cfg.image_shape), torch.Size(), cfg.num_bits)
             batch = x.shape[0]
-        parts = []
         if cfg.num_classes is None:
             if labels is not None:
                 raise ValueError(
@@ -157,31 +156,48 @@ class PixelCNNPP(nn.Module):
                     f"labels must lie in [0, {cfg.num_classes - 1}] (num_classes={cfg.num_classes}), "
                     f"got values in [{labels.min().item()}, {labels.max().item()}]"
                 )
-            parts.append(F.one_hot(labels.long(), cfg.num_classes))
         if cfg.cond_dim is None:
             if cond is not None:
                 raise ValueError(
                     "cond was given but the model has no conditioning vector (cond_dim=None)"
                 )
-        else:
-            if (
-                not isinstance(cond, torch.Tensor)
-                or cond.shape != (batch, cfg.cond_dim)
-                or not cond.is_floating_point()
-            ):
-                got = (
-                    f"{tuple(cond.shape)} {cond.dtype}"
-                    if isinstance(cond, torch.Tensor)
-                    else repr(cond)
-                )
-                raise ValueError(
-                    f"cond must be a float tensor of shape ({batch}, {cfg.cond_dim}), got {got}"
-                )
+        elif (
+            not isinstance(cond, torch.Tensor)
+            or cond.shape != (batch, cfg.cond_dim)
+            or not cond.is_floating_point()
+        ):
+            got = (
+                f"{tuple(cond.shape)} {cond.dtype}"
+                if isinstance(cond, torch.Tensor)
+                else repr(cond)
+            )
+            raise ValueError(
+                f"cond must be a float tensor of shape ({batch}, {cfg.cond_dim}), got {got}"
+            )
+        return self.conditioning_vector(labels, cond)
+
+    def conditioning_vector(
+        self, labels: torch.Tensor | None = None, cond: torch.Tensor | None = None
+    ) -> torch.Tensor | None:
+        """One-hot ``labels`` and ``cond`` concatenated: ``[B, D]`` (None without either); unchecked."""
+        parts = []
+        if labels is not None and self.config.num_classes is not None:
+            parts.append(F.one_hot(labels.long(), self.config.num_classes))
+        if cond is not None and self.config.cond_dim is not None:
             parts.append(cond)
         if not parts:
             return None
         dtype = self.u_init.conv.bias.dtype
         return torch.cat([p.to(dtype) for p in parts], dim=1)
+
+    def nll(
+        self, x: torch.Tensor, labels: torch.Tensor | None = None, cond: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Negative log-likelihood in nats per image, ``[B, C, H, W] -> [B]``, without input
+        validation (for training loops that validated their data once; compiles cleanly)."""
+        dist = self.head(self.features(x, self.conditioning_vector(labels, cond)), x)
+        dist._validate_args = False
+        return -dist.log_prob(x)
 
     # -- network ---------------------------------------------------------------------------------
 

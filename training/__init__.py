@@ -1,1 +1,68 @@
-"""training"""
+"""Datasets, the training loop, evaluation, checkpoints and distributed training.
+
+>>> from pixelcnnpp.training import TrainConfig, train, preset, load_dataset, evaluate
+"""
+
+from .checkpoint import (
+    CheckpointError,
+    CheckpointManager,
+    load_checkpoint,
+    load_model,
+    model_from_checkpoint,
+    save_checkpoint,
+)
+from .config import PRESETS, TrainConfig, preset
+from .datasets import (
+    DatasetError,
+    DatasetSpec,
+    PixelDataset,
+    dataset_status,
+    default_data_dirs,
+    get_dataset_spec,
+    list_datasets,
+    load_dataset,
+    register_dataset,
+)
+from .distributed import DistContext, init_distributed
+from .evaluation import EvalResult, confidence_interval, evaluate
+from .images import image_grid, plot_learning_curves, save_image_grid
+from .loop import TrainingError, TrainResult, new_run_dir, train
+from .metrics import MetricsLog, read_metrics
+from .reporting import Reporter, RichReporter
+
+__all__ = [
+    "PRESETS",
+    "CheckpointError",
+    "CheckpointManager",
+    "DatasetError",
+    "DatasetSpec",
+    "DistContext",
+    "EvalResult",
+    "MetricsLog",
+    "PixelDataset",
+    "Reporter",
+    "RichReporter",
+    "TrainConfig",
+    "TrainResult",
+    "TrainingError",
+    "confidence_interval",
+    "dataset_status",
+    "default_data_dirs",
+    "evaluate",
+    "get_dataset_spec",
+    "image_grid",
+    "init_distributed",
+    "list_datasets",
+    "load_checkpoint",
+    "load_dataset",
+    "load_model",
+    "model_from_checkpoint",
+    "new_run_dir",
+    "plot_learning_curves",
+    "preset",
+    "read_metrics",
+    "register_dataset",
+    "save_checkpoint",
+    "save_image_grid",
+    "train",
+]

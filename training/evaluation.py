@@ -1,0 +1,111 @@
+"""Bits/dim over a whole split, with a confidence interval from the per-image values."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from scipy import stats
+
+from pixelcnnpp.likelihoods import bits_per_dim
+
+from .distributed import DistContext, all_gather_rows
+from .reporting import Reporter
+
+
+@dataclass
+class EvalResult:
+    """Bits/dim of a split: the mean over images, its 95% confidence interval, the values."""
+
+    bits_per_dim: float
+    ci_low: float
+    ci_high: float
+    num_images: int
+    seconds: float
+    split: str = "test"
+    per_image: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
+
+    @property
+    def images_per_sec(self) -> float:
+        return self.num_images / self.seconds if self.seconds > 0 else float("nan")
+
+    def to_dict(self) -> dict:
+        return {
+            "split": self.split,
+            "bits_per_dim": self.bits_per_dim,
+            "ci_low": self.ci_low,
+            "ci_high": self.ci_high,
+            "num_images": self.num_images,
+            "seconds": self.seconds,
+            "images_per_sec": self.images_per_sec,
+        }
+
+
+def confidence_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """Student-t interval for the mean of ``values`` (the images are independent draws)."""
+    values = np.asarray(values, dtype=np.float64)
+    mean = float(values.mean())
+    if len(values) < 2:
+        return mean, mean
+    half = (
+        stats.t.ppf(0.5 + level / 2, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values))
+    )
+    return mean - half, mean + half
+
+
+@torch.no_grad()
+def evaluate(
+    model,
+    dataset,
+    batch_size: int = 256,
+    max_images: int | None = None,
+    precision: str = "fp32",
+    ctx: DistContext | None = None,
+    reporter: Reporter | None = None,
+) -> EvalResult:
+    """Per-image bits/dim of ``dataset`` (a ``PixelDataset``) under ``model`` in eval mode.
+
+    With several processes each evaluates its share and the values are gathered in order.
+    """
+    ctx = ctx or DistContext(device=next(model.parameters()).device)
+    reporter = reporter or Reporter()
+    n = len(dataset) if max_images is None else min(max_images, len(dataset))
+    if n == 0:
+        raise ValueError(f"cannot evaluate on an empty split ({dataset!r})")
+    share = torch.arange(ctx.rank, n, ctx.world_size)
+    dims = math.prod(dataset.image_shape)
+    was_training = model.training
+    model.eval()
+    values = []
+    start = time.perf_counter()
+    autocast = torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+    try:
+        with reporter.task(f"evaluate {dataset.split}", total=len(share)) as advance:
+            for first in range(0, len(share), batch_size):
+                x, labels = dataset.batch(share[first : first + batch_size])
+                x = x.to(ctx.device, non_blocking=True)
+                labels = (
+                    labels.to(ctx.device)
+                    if labels is not None and model.config.num_classes
+                    else None
+                )
+                with autocast:
+                    nll = model.nll(x, labels)
+                values.append(bits_per_dim(-nll.float(), dims))
+                advance(len(x))
+    finally:
+        model.train(was_training)
+    local = torch.cat(values).double()
+    gathered = all_gather_rows(local.to(ctx.device), ctx).cpu()
+    # rank r holds images r, r + W, ...: restore the dataset order
+    order = torch.cat([torch.arange(r, n, ctx.world_size) for r in range(ctx.world_size)])
+    per_image = torch.empty(n, dtype=torch.float64)
+    per_image[order] = gathered
+    per_image = per_image.numpy()
+    low, high = confidence_interval(per_image)
+    return EvalResult(
+        float(per_image.mean()), low, high, n, time.perf_counter() - start, dataset.split, per_image
+    )
