@@ -46,6 +46,7 @@ class TrainConfig:
     device: str = "auto"
     precision: str = "fp32"  # "bf16": autocast to bfloat16 (CUDA)
     compile: bool = False  # torch.compile the model
+    compile_backend: str = "inductor"  # torch.compile backend ("eager" only traces: a quick check)
     channels_last: bool = False
     seed: int = 0
     # outputs

@@ -306,7 +306,7 @@ class _Run:
             ids = [ctx.device.index] if ctx.device.type == "cuda" else None
             self.objective = nn.parallel.DistributedDataParallel(self.objective, device_ids=ids)
         if cfg.compile:
-            self.objective = torch.compile(self.objective)
+            self.objective = torch.compile(self.objective, backend=cfg.compile_backend)
         self.checkpoints = CheckpointManager(run_dir / "checkpoints", keep=cfg.keep_checkpoints)
         self.metrics = MetricsLog(run_dir / "metrics.jsonl")
         self.num_parameters = self.model.num_parameters
