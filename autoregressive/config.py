@@ -54,6 +54,8 @@ class PixelCNNConfig:
             raise ValueError(
                 f"likelihood_kwargs must be a dict, got {type(self.likelihood_kwargs).__name__}"
             )
+        if not isinstance(self.weight_norm, bool):
+            raise ValueError(f"weight_norm must be True or False, got {self.weight_norm!r}")
         for name in ("likelihood", "block", "nonlinearity"):
             if not isinstance(getattr(self, name), str):
                 raise ValueError(f"{name} must be a name (str), got {getattr(self, name)!r}")
