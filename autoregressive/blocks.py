@@ -31,6 +31,10 @@ def register_block(
         factory(channels=F, stream="u" | "ul", skip_channels=S, dropout=p,
                 cond_dim=D | None, nonlinearity="concat_elu", weight_norm=True)
 
+    A factory need only declare the keywords it uses (or take ``**kwargs``): ``channels`` and
+    ``stream`` always, ``skip_channels`` when the block gets a skip input, ``cond_dim`` when
+    the model is conditioned; the others are passed when declared.
+
     - ``channels``: channels of the stream; the block maps ``[B, F, H, W]`` to the same shape.
     - ``stream``: ``"u"``, the vertical stream, whose position ``(i, j)`` summarises the rows
       above ``i``; or ``"ul"``, the horizontal stream, whose ``(i, j)`` summarises the pixels
@@ -83,17 +87,20 @@ def build_block(
     """Call the factory registered under ``name`` with the contract's keywords."""
     if stream not in STREAMS:
         raise ValueError(f"stream must be 'u' or 'ul', got {stream!r}")
-    factory = get_block(name)
+    required = {"channels": channels, "stream": stream}
+    if skip_channels:
+        required["skip_channels"] = skip_channels
+    if cond_dim:
+        required["cond_dim"] = cond_dim
+    optional = {
+        "skip_channels": skip_channels,
+        "dropout": dropout,
+        "cond_dim": cond_dim,
+        "nonlinearity": nonlinearity,
+        "weight_norm": weight_norm,
+    }
     try:
-        block = factory(
-            channels=channels,
-            stream=stream,
-            skip_channels=skip_channels,
-            dropout=dropout,
-            cond_dim=cond_dim,
-            nonlinearity=nonlinearity,
-            weight_norm=weight_norm,
-        )
+        block = BLOCKS.create(name, required, optional)
     except TypeError as error:
         raise ValueError(
             f"block {name!r} could not be built with the block contract's keywords (channels, "

@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Distribution
 
-from pixelcnnpp.likelihoods import get_likelihood, scale_pixels, validate_pixels
+from pixelcnnpp.likelihoods import scale_pixels, validate_pixels
+from pixelcnnpp.likelihoods.heads import LIKELIHOODS
 
 from .blocks import build_block
 from .causality import verify_block
@@ -94,13 +95,10 @@ class PixelCNNPP(nn.Module):
             for _ in range(config.num_stages - 1)
         )
         try:
-            self.head = get_likelihood(
+            self.head = LIKELIHOODS.create(
                 config.likelihood,
-                num_channels=c,
-                num_bits=config.num_bits,
-                in_channels=f,
-                weight_norm=wn,
-                **config.likelihood_kwargs,
+                {"num_channels": c, "num_bits": config.num_bits, **config.likelihood_kwargs},
+                {"in_channels": f, "weight_norm": wn},
             )
         except TypeError as error:
             raise ValueError(

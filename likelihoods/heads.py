@@ -23,9 +23,12 @@ LIKELIHOODS = Registry("likelihood", entry_point_group="pixelcnnpp.likelihoods")
 def register_likelihood(name: str, factory=None, *, override: bool = False):
     """Register a head class (or factory) under ``name``; usable as a decorator.
 
-    The factory is called as ``factory(num_channels=..., num_bits=..., in_channels=..., **kw)``
-    and returns an ``nn.Module`` with ``forward(features, x=None) -> Distribution`` and
-    ``sample(features, temperature=1.0, generator=None) -> integer pixels``.
+    A model calls the factory as ``factory(num_channels=C, num_bits=b, **likelihood_kwargs)``,
+    adding ``in_channels=F`` (feature channels) and ``weight_norm=...`` when the factory
+    declares them (or takes ``**kwargs``). It returns an ``nn.Module`` with
+    ``forward(features [B, F, H, W], x=None) -> Distribution`` over ``[B, C, H, W]`` (with
+    ``log_prob`` and ``log_prob_pixels``) and ``sample(features, temperature=1.0,
+    generator=None) -> integer pixels [B, C, H, W]``.
     """
     return LIKELIHOODS.register(name, factory, override=override)
 

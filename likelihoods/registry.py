@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from collections.abc import Callable
 from importlib import metadata
@@ -55,6 +56,27 @@ class Registry:
         except (KeyError, TypeError):
             known = ", ".join(repr(n) for n in self.names()) or "none"
             raise ValueError(f"unknown {self.kind} {name!r}; known {self.kind}s: {known}") from None
+
+    def create(
+        self, name: str, required: dict[str, Any], optional: dict[str, Any] | None = None
+    ) -> Any:
+        """Call the factory of ``name`` with the ``required`` keywords and those ``optional``
+        keywords its signature accepts (all of them if it takes ``**kwargs``), so that a factory
+        need not declare the keywords it has no use for."""
+        factory = self.get(name)
+        optional = optional or {}
+        try:
+            parameters = inspect.signature(factory).parameters.values()
+        except (TypeError, ValueError):  # no introspectable signature: pass everything
+            parameters = None
+        if parameters is not None and not any(
+            p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters
+        ):
+            accepted = {
+                p.name for p in parameters if p.kind is not inspect.Parameter.VAR_POSITIONAL
+            }
+            optional = {k: v for k, v in optional.items() if k in accepted}
+        return factory(**{**optional, **required})
 
     def names(self) -> list[str]:
         """Registered names, sorted."""

@@ -208,8 +208,12 @@ def test_build_block_rejects_unknown_stream():
 
 def test_factory_without_contract_keywords_gets_a_clear_error(register):
     register("test_no_contract", no_contract_keywords)
+    # channels and stream are all a block without skip input or conditioning must declare
+    assert isinstance(build_block("test_no_contract", 4, "u"), nn.Identity)
     with pytest.raises(ValueError, match=r"'test_no_contract'.*block contract's keywords"):
-        build_block("test_no_contract", 4, "u")
+        build_block("test_no_contract", 4, "ul", skip_channels=4)
+    with pytest.raises(ValueError, match=r"'test_no_contract'.*block contract's keywords"):
+        build_block("test_no_contract", 4, "u", cond_dim=3)
     with pytest.raises(ValueError, match="'test_no_contract'"):
         PixelCNNPP(PixelCNNConfig(image_shape=(1, 2, 2), num_filters=4, block="test_no_contract"))
 
