@@ -128,6 +128,11 @@ def compare(
             )
             reporter.message(f"[bold]{dataset}[/bold]: training with the {name} likelihood")
             runs[name] = train(cfg, out / dataset / name, reporter=reporter)
+            if runs[name].status == "interrupted":
+                raise KeyboardInterrupt(
+                    f"comparison interrupted while training {name} on {dataset}; its last "
+                    f"checkpoint is in {runs[name].run_dir / 'checkpoints'}"
+                )
         comparison = DatasetComparison(dataset, runs)
         first = likelihoods[0]
         for name in likelihoods[1:]:

@@ -68,7 +68,9 @@ class TrainConfig:
             raise ValueError(f"model must be a PixelCNNConfig, got {type(self.model).__name__}")
         self.betas = tuple(self.betas)
         if not isinstance(self.dataset_options, dict):
-            raise ValueError(f"dataset_options must be a dict, got {type(self.dataset_options).__name__}")
+            raise ValueError(
+                f"dataset_options must be a dict, got {type(self.dataset_options).__name__}"
+            )
         _check("batch_size", self.batch_size, int, minimum=1)
         _check("validation_size", self.validation_size, int, minimum=0)
         _check("subset", self.subset, int, minimum=1, optional=True)

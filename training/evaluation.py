@@ -56,6 +56,30 @@ def confidence_interval(values: np.ndarray, level: float = 0.95) -> tuple[float,
     return mean - half, mean + half
 
 
+def _check_fits(config, dataset) -> None:
+    name = f"dataset {dataset.name!r} ({dataset.split})"
+    if tuple(dataset.image_shape) != tuple(config.image_shape):
+        raise ValueError(
+            f"{name} has images of shape {tuple(dataset.image_shape)} (C, H, W); the model "
+            f"was trained on {tuple(config.image_shape)}"
+        )
+    if dataset.num_bits != config.num_bits:
+        raise ValueError(
+            f"{name} holds {dataset.num_bits}-bit pixels; the model is {config.num_bits}-bit"
+        )
+    if config.num_classes is not None:
+        if dataset.labels is None:
+            raise ValueError(
+                f"the model is class-conditional (num_classes={config.num_classes}); "
+                f"{name} has no labels"
+            )
+        top = int(dataset.labels.max()) if len(dataset.labels) else 0
+        if top >= config.num_classes:
+            raise ValueError(
+                f"{name} has labels up to {top}; the model knows {config.num_classes} classes"
+            )
+
+
 @torch.no_grad()
 def evaluate(
     model,
@@ -69,12 +93,14 @@ def evaluate(
     """Per-image bits/dim of ``dataset`` (a ``PixelDataset``) under ``model`` in eval mode.
 
     With several processes each evaluates its share and the values are gathered in order.
+    A dataset whose images, bit depth or labels do not fit the model is a ``ValueError``.
     """
     ctx = ctx or DistContext(device=next(model.parameters()).device)
     reporter = reporter or Reporter()
     n = len(dataset) if max_images is None else min(max_images, len(dataset))
     if n == 0:
         raise ValueError(f"cannot evaluate on an empty split ({dataset!r})")
+    _check_fits(model.config, dataset)
     share = torch.arange(ctx.rank, n, ctx.world_size)
     dims = math.prod(dataset.image_shape)
     was_training = model.training

@@ -85,7 +85,7 @@ def plot_learning_curves(
     ax.set_ylabel("bits/dim")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    if runs:
+    if ax.get_legend_handles_labels()[0]:
         ax.legend()
     fig.tight_layout()
     path = Path(path)

@@ -340,7 +340,9 @@ class _Run:
 
     def _make_ema(self) -> AveragedModel:
         ema = AveragedModel(
-            self.model, multi_avg_fn=ema_update(self.config.ema_decay, self.config.ema_warmup), use_buffers=True
+            self.model,
+            multi_avg_fn=ema_update(self.config.ema_decay, self.config.ema_warmup),
+            use_buffers=True,
         )
         return ema.eval()
 

@@ -86,3 +86,6 @@ class RichReporter(Reporter):
 
     def finish(self) -> None:
         self.progress.stop()
+        if self._train is not None:  # later sub-tasks must not redraw the finished bar
+            self.progress.remove_task(self._train)
+            self._train = None

@@ -1,0 +1,293 @@
+"""The options that ``train`` and ``compare`` share, and how they become a ``TrainConfig``.
+
+A ``TrainConfig`` is built in one order: the preset, then the named options, then every
+``--set FIELD=VALUE``, then the dataset's image shape (and classes) from
+``config_for_dataset``. An option left out keeps the preset's value.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import typer
+
+from pixelcnnpp.autoregressive import list_blocks
+from pixelcnnpp.likelihoods import list_likelihoods
+from pixelcnnpp.training import PRESETS, TrainConfig, preset
+from pixelcnnpp.training.compare import config_for_dataset
+from pixelcnnpp.training.config import DEVICES, PRECISIONS
+
+DATA, MODEL, OPTIMISATION, SCHEDULE, HARDWARE, EXTEND = (
+    "Data",
+    "Model",
+    "Optimisation",
+    "Length and logging",
+    "Hardware",
+    "Any field, plugins",
+)
+
+# -- option types --------------------------------------------------------------------------------
+
+PresetName = Annotated[
+    Literal[tuple(PRESETS)] | None,
+    typer.Option(
+        "--preset",
+        help="Starting configuration: demo (Fashion-MNIST, ~10 min on a CPU), small (CIFAR-10, one "
+        "GPU, hours) or paper (the paper's CIFAR-10 model). Default: demo.",
+        show_default=False,
+    ),
+]
+DataDir = Annotated[
+    Path | None,
+    typer.Option(
+        help="Folder (or file, for npz) to look for the data in first.",
+        exists=True,
+        rich_help_panel=DATA,
+    ),
+]
+Download = Annotated[
+    bool,
+    typer.Option(
+        "--download",
+        help="Fetch the dataset (SHA-256 verified) if not found.",
+        rich_help_panel=DATA,
+    ),
+]
+Subset = Annotated[
+    int | None,
+    typer.Option(min=1, help="Train on the first N training images only.", rich_help_panel=DATA),
+]
+ValidationSize = Annotated[
+    int | None,
+    typer.Option(
+        min=0, help="Images carved from train for validation (0: none).", rich_help_panel=DATA
+    ),
+]
+NumMixtures = Annotated[
+    int | None,
+    typer.Option(
+        min=1, help="Logistic mixture components (dmol likelihood).", rich_help_panel=MODEL
+    ),
+]
+NumFilters = Annotated[
+    int | None, typer.Option(min=1, help="Channels of both streams.", rich_help_panel=MODEL)
+]
+NumResnet = Annotated[
+    int | None, typer.Option(min=0, help="Blocks per stage in the up pass.", rich_help_panel=MODEL)
+]
+NumStages = Annotated[
+    int | None,
+    typer.Option(min=1, help="Resolutions (each halves the image).", rich_help_panel=MODEL),
+]
+Dropout = Annotated[
+    float | None,
+    typer.Option(min=0.0, help="Dropout inside the blocks, in [0, 1).", rich_help_panel=MODEL),
+]
+Block = Annotated[
+    str | None,
+    typer.Option(help="A registered block (see `pixelcnn blocks`).", rich_help_panel=MODEL),
+]
+NumBits = Annotated[
+    int | None,
+    typer.Option(
+        min=1,
+        max=8,
+        help="Bit depth the data is reduced to and modelled at.",
+        rich_help_panel=MODEL,
+    ),
+]
+Conditional = Annotated[
+    bool,
+    typer.Option(
+        "--conditional",
+        help="Class-conditional on the dataset's labels (number of classes from the dataset).",
+        rich_help_panel=MODEL,
+    ),
+]
+BatchSize = Annotated[
+    int | None,
+    typer.Option(min=1, help="Images per step per device.", rich_help_panel=OPTIMISATION),
+]
+LearningRate = Annotated[
+    float | None, typer.Option("--lr", help="Adam learning rate.", rich_help_panel=OPTIMISATION)
+]
+LearningRateDecay = Annotated[
+    float | None,
+    typer.Option(
+        "--lr-decay",
+        help="Factor applied to the learning rate after every step.",
+        rich_help_panel=OPTIMISATION,
+    ),
+]
+GradClip = Annotated[
+    float | None,
+    typer.Option(help="Clip the global gradient norm to this.", rich_help_panel=OPTIMISATION),
+]
+EmaDecay = Annotated[
+    float | None,
+    typer.Option(
+        help="Polyak averaging decay; the averaged weights evaluate and sample.",
+        rich_help_panel=OPTIMISATION,
+    ),
+]
+Seed = Annotated[
+    int | None,
+    typer.Option(
+        min=0, help="Seed of weights, data order and samples.", rich_help_panel=OPTIMISATION
+    ),
+]
+MaxSteps = Annotated[
+    int | None, typer.Option(min=0, help="Stop after this many steps.", rich_help_panel=SCHEDULE)
+]
+MaxMinutes = Annotated[
+    float | None,
+    typer.Option(min=0.0, help="Stop after this much training time.", rich_help_panel=SCHEDULE),
+]
+EvalEvery = Annotated[
+    int | None,
+    typer.Option(min=1, help="Steps between validation evaluations.", rich_help_panel=SCHEDULE),
+]
+SampleEvery = Annotated[
+    int | None, typer.Option(min=1, help="Steps between sample grids.", rich_help_panel=SCHEDULE)
+]
+CheckpointEvery = Annotated[
+    int | None, typer.Option(min=1, help="Steps between checkpoints.", rich_help_panel=SCHEDULE)
+]
+Device = Annotated[
+    Literal[DEVICES] | None,
+    typer.Option(help="auto: CUDA when available. Default: auto.", rich_help_panel=HARDWARE),
+]
+Precision = Annotated[
+    Literal[PRECISIONS] | None,
+    typer.Option(
+        help="bf16: autocast to bfloat16 (CUDA). Default: fp32.", rich_help_panel=HARDWARE
+    ),
+]
+Compile = Annotated[
+    bool, typer.Option("--compile", help="torch.compile the model.", rich_help_panel=HARDWARE)
+]
+ChannelsLast = Annotated[
+    bool,
+    typer.Option("--channels-last", help="Channels-last memory format.", rich_help_panel=HARDWARE),
+]
+Assignments = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        metavar="FIELD=VALUE",
+        help="Set any TrainConfig field (model fields as model.FIELD); VALUE is JSON when it "
+        "parses, else a string. Repeatable; applied after the named options.",
+        rich_help_panel=EXTEND,
+    ),
+]
+Plugins = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--plugin",
+        metavar="MODULE",
+        help="Import MODULE first (it may register blocks, likelihoods or datasets). Repeatable.",
+        rich_help_panel=EXTEND,
+    ),
+]
+
+# -- from options to a config --------------------------------------------------------------------
+
+
+def parse_assignments(assignments: list[str] | None) -> dict[str, Any]:
+    """``["model.num_filters=32", "data_dir=/data"]`` -> ``{"model.num_filters": 32, ...}``."""
+    changes: dict[str, Any] = {}
+    for assignment in assignments or ():
+        name, sep, raw = assignment.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(
+                f"--set expects FIELD=VALUE (e.g. model.num_filters=32), got {assignment!r}"
+            )
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        changes[name.strip()] = value
+    return changes
+
+
+def option_changes(
+    *,
+    conditional: bool = False,
+    download: bool = False,
+    compile: bool = False,
+    channels_last: bool = False,
+    **fields: Any,
+) -> dict[str, Any]:
+    """The config fields that the given options set, as ``TrainConfig.replace`` keys.
+
+    ``fields`` are named as the config fields (``model_`` in front for ``model.`` fields);
+    ``None`` means the option was not given. The flags only ever switch a field on.
+    """
+    changes = {
+        (f"model.{name.removeprefix('model_')}" if name.startswith("model_") else name): value
+        for name, value in fields.items()
+        if value is not None
+    }
+    if "data_dir" in changes:
+        changes["data_dir"] = str(changes["data_dir"])
+    flags = {"download": download, "compile": compile, "channels_last": channels_last}
+    changes.update({name: True for name, on in flags.items() if on})
+    if conditional:
+        changes["model.num_classes"] = 1  # config_for_dataset sets the dataset's count
+    return changes
+
+
+def build_config(
+    preset_name: str | None,
+    options: dict[str, Any],
+    assignments: dict[str, Any],
+    num_mixtures: int | None = None,
+) -> TrainConfig:
+    """The preset, changed by the named ``options``, then by ``assignments`` (``--set``), its
+    model shaped for its dataset; unknown likelihood and block names fail here.
+
+    The preset's likelihood arguments are kept only while its likelihood is; ``num_mixtures``
+    is added to them; an assigned ``model.likelihood_kwargs`` replaces them.
+    """
+    config = preset(preset_name or "demo")
+    changes = {**options, **assignments}
+    if "model.likelihood_kwargs" not in assignments:
+        likelihood = changes.get("model.likelihood", config.model.likelihood)
+        same = likelihood == config.model.likelihood
+        kwargs = dict(config.model.likelihood_kwargs) if same else {}
+        if num_mixtures is not None:
+            kwargs["num_mixtures"] = num_mixtures
+        changes["model.likelihood_kwargs"] = kwargs
+    config = config.replace(**changes)
+    check_names(config.model.likelihood, config.model.block)
+    return config_for_dataset(config, config.dataset)
+
+
+def resume_overrides(
+    preset_name: str | None,
+    options: dict[str, Any],
+    assignments: dict[str, Any],
+    num_mixtures: int | None = None,
+) -> dict[str, Any]:
+    """The fields a resumed run is asked to change; ``train`` refuses all but the duration
+    and logging ones, naming the rest."""
+    if preset_name is not None:
+        raise ValueError(
+            "--preset cannot be combined with --resume: a resumed run keeps its config"
+        )
+    overrides = {**options, **assignments}
+    if num_mixtures is not None:
+        overrides.setdefault("model.likelihood_kwargs", {"num_mixtures": num_mixtures})
+    return overrides
+
+
+def check_names(likelihood: str | None = None, block: str | None = None) -> None:
+    """Fail early, listing the known names, if a likelihood or block is not registered."""
+    for kind, name, known in (
+        ("likelihood", likelihood, list_likelihoods),
+        ("block", block, list_blocks),
+    ):
+        if name is not None and name not in known():
+            raise ValueError(f"unknown {kind} {name!r}; known {kind}s: {', '.join(known())}")

@@ -1,0 +1,141 @@
+"""``pixelcnn sample``: images drawn from a checkpoint, saved as a PNG grid (and raw .npy)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Literal
+
+import numpy as np
+import torch
+import typer
+
+from pixelcnnpp.autoregressive.sampling import METHODS
+from pixelcnnpp.training import load_checkpoint, model_from_checkpoint, save_image_grid
+from pixelcnnpp.training.checkpoint import resolve_checkpoint
+from pixelcnnpp.training.distributed import resolve_device
+
+from .evaluate import Checkpoint, NoEma
+from .options import Device, Plugins
+from .output import Session, duration, key_value_table
+from .plugins import load_plugins
+
+
+def sample(
+    ctx: typer.Context,
+    checkpoint: Checkpoint,
+    n: Annotated[int, typer.Option("--n", "-n", min=1, help="Number of images.")] = 64,
+    out: Annotated[Path, typer.Option(help="The PNG grid to write.")] = Path("samples.png"),
+    labels: Annotated[
+        str | None,
+        typer.Option(
+            metavar="L1,L2,...",
+            help="Class labels, comma-separated: one (for every image) or one per image. "
+            "Required for a class-conditional model, refused otherwise.",
+        ),
+    ] = None,
+    label: Annotated[
+        int | None, typer.Option(min=0, help="One class label for every image.")
+    ] = None,
+    temperature: Annotated[
+        float, typer.Option(help="Above 1 softens the distributions, below 1 sharpens them.")
+    ] = 1.0,
+    method: Annotated[
+        Literal[METHODS],
+        typer.Option(help="cached: fast generation; naive: the whole network per pixel."),
+    ] = "cached",
+    seed: Annotated[int, typer.Option(min=0, help="Seed of the draws.")] = 0,
+    npy: Annotated[
+        Path | None,
+        typer.Option(metavar="PATH.npy", help="Also save the integer pixels [N, C, H, W] as .npy."),
+    ] = None,
+    device: Device = None,
+    no_ema: NoEma = False,
+    plugins: Plugins = None,
+) -> None:
+    """Draw images from a checkpoint into a PNG grid, one pixel at a time.
+
+    Examples:
+
+        pixelcnn sample runs/20250101-120000-fashion-mnist-dmol --n 64 --out grid.png
+        pixelcnn sample model.pt --labels 0,1,2,3 --n 4 --temperature 0.9 --npy samples.npy
+    """
+    session: Session = ctx.obj
+    load_plugins(plugins)
+    path = resolve_checkpoint(checkpoint)
+    target = resolve_device(device or "auto")
+    model = model_from_checkpoint(load_checkpoint(path), use_ema=not no_ema, device=target)
+    classes = parse_labels(labels, label, n, model.config.num_classes)
+    generator = torch.Generator(device=target).manual_seed(seed)
+    rows = model.config.image_shape[1]
+    start = time.perf_counter()
+    with session.reporter().task(f"sample {n}", total=rows) as advance:
+        images = model.sample(
+            n,
+            labels=None if classes is None else classes.to(target),
+            temperature=temperature,
+            method=method,
+            generator=generator,
+            progress=lambda done, total: advance(1),
+        )
+    seconds = time.perf_counter() - start
+    if npy is not None:  # first: the raw pixels are kept even if no grid can show them
+        npy.parent.mkdir(parents=True, exist_ok=True)
+        dtype = np.uint8 if model.config.num_bits <= 8 else np.uint16
+        np.save(npy, images.cpu().numpy().astype(dtype))
+    grid = save_image_grid(images, out, model.config.num_bits)
+    session.show(
+        key_value_table(
+            "Samples",
+            [
+                ("checkpoint", path),
+                ("images", f"{n} x {tuple(model.config.image_shape)}"),
+                ("labels", None if classes is None else _summary(classes)),
+                ("method", method),
+                ("time", duration(seconds)),
+                ("grid", grid),
+                ("pixels", npy),
+            ],
+        )
+    )
+
+
+def parse_labels(
+    labels: str | None, label: int | None, n: int, num_classes: int | None
+) -> torch.Tensor | None:
+    """``--labels``/``--label`` as a long tensor ``[n]`` (one label broadcasts); required
+    exactly when the model is class-conditional."""
+    if labels is not None and label is not None:
+        raise ValueError("give --labels or --label, not both")
+    if label is not None:
+        values = [label]
+    elif labels is not None:
+        try:
+            values = [int(v) for v in labels.split(",")]
+        except ValueError:
+            raise ValueError(
+                f"--labels must be comma-separated integers (e.g. 0,1,2), got {labels!r}"
+            ) from None
+    else:
+        values = None
+    if num_classes is None:
+        if values is not None:
+            raise ValueError("the model is not class-conditional: drop --labels/--label")
+        return None
+    if values is None:
+        raise ValueError(
+            f"the model is class-conditional ({num_classes} classes): pass --label N or "
+            f"--labels L1,L2,... with labels in 0..{num_classes - 1}"
+        )
+    if len(values) not in (1, n):
+        raise ValueError(f"--labels needs 1 label or one per image ({n}), got {len(values)}")
+    return torch.tensor(values * n if len(values) == 1 else values, dtype=torch.long)
+
+
+def _summary(classes: torch.Tensor) -> str:
+    values = classes.tolist()
+    return (
+        str(values[0])
+        if len(set(values)) == 1
+        else ",".join(map(str, values[:16])) + (",..." if len(values) > 16 else "")
+    )
