@@ -708,6 +708,7 @@ def test_search_order(tmp_path, monkeypatch):
 
 def test_missing_files_say_where_and_how(tmp_path, monkeypatch):
     monkeypatch.setenv("PIXELCNNPP_DATA", str(tmp_path / "env"))
+    (tmp_path / "given").mkdir()
     with pytest.raises(DatasetError) as error:
         load_dataset("fashion-mnist", data_dir=tmp_path / "given")
     message = str(error.value)
@@ -926,3 +927,9 @@ def test_real_fashion_mnist(monkeypatch):
         assert ds.source.parent == REAL_FASHION_MNIST
         assert torch.bincount(ds.labels).tolist() == [n // 10] * 10  # 10 balanced classes
         assert ds.images.max() == 255 and ds.images.min() == 0
+
+
+def test_a_data_dir_that_does_not_exist_is_an_error_not_a_fallback(tmp_path):
+    missing = tmp_path / "typo"
+    with pytest.raises(DatasetError, match="does not exist"):
+        load_dataset("fashion-mnist", "test", data_dir=missing)

@@ -448,6 +448,8 @@ def _find(
 ) -> Path:
     if spec.data_dir_required and data_dir is None:
         raise DatasetError(f"{spec.name} needs data_dir: {spec.how_to_get}")
+    if data_dir is not None and not download and not Path(data_dir).expanduser().exists():
+        raise DatasetError(f"{spec.name}: data_dir {data_dir} does not exist")
     searched = _search_dirs(spec, data_dir)
     for folder in searched:
         location = spec.reader.locate(folder, split)
