@@ -133,9 +133,40 @@ class ShiftedConvTranspose2d(nn.Module):
         return y[:, :, :h, self.col_offset : self.col_offset + w]
 
 
+def keep_mask(x: torch.Tensor, p: float) -> tuple[torch.Tensor, float]:
+    """A boolean mask shaped (and laid out) like ``x`` keeping each element with probability
+    ``1 - p'``, and ``p'``: ``p`` itself when ``256 p`` is an integer (0.5, 0.25, ...), else
+    ``p`` rounded to a multiple of 1/65536.
+
+    The mask is drawn from whole random bytes (8 per 64-bit draw of torch's generator), not
+    from one float per element, which makes it about 4x cheaper on CPU.
+    """
+    n = x.numel()
+    if float(p * 256).is_integer():
+        levels, threshold = 256, round(p * 256)
+        words = torch.randint(
+            -(2**63), 2**63 - 1, ((n + 7) // 8,), dtype=torch.int64, device=x.device
+        )
+        values = words.view(torch.uint8)[:n]
+    else:
+        levels, threshold = 65536, round(p * 65536)
+        words = torch.randint(
+            -(2**63), 2**63 - 1, ((n + 3) // 4,), dtype=torch.int64, device=x.device
+        )
+        values = words.view(torch.int16)[:n]
+        threshold -= 32768  # int16 values are uniform on [-32768, 32767]
+    if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last):
+        b, c, h, w = x.shape
+        keep = (values.view(b, h, w, c) >= threshold).permute(0, 3, 1, 2)
+    else:
+        keep = (values >= threshold).view(x.shape)
+    return keep, (threshold + (32768 if levels == 65536 else 0)) / levels
+
+
 class Dropout(nn.Module):
-    """Inverted dropout. On CPU the mask comes from ``torch.rand`` (several times faster than
-    ``bernoulli_``, which ``nn.Dropout`` uses); elsewhere it is ``F.dropout``."""
+    """Inverted dropout: each element is zeroed with probability ``p``, the rest scaled by
+    ``1 / (1 - p)``. On CPU the mask comes from :func:`keep_mask` (several times faster than
+    the ``bernoulli_`` of ``nn.Dropout``); elsewhere it is ``F.dropout``."""
 
     def __init__(self, p: float = 0.5):
         super().__init__()
@@ -148,8 +179,8 @@ class Dropout(nn.Module):
             return x
         if x.device.type != "cpu":
             return F.dropout(x, self.p, training=True)
-        mask = (torch.rand_like(x) >= self.p).to(x.dtype).mul_(1.0 / (1.0 - self.p))
-        return x * mask
+        keep, p = keep_mask(x, self.p)
+        return x * keep.to(x.dtype).mul_(1.0 / (1.0 - p))
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
