@@ -193,7 +193,7 @@ class PixelCNNPP(nn.Module):
     ) -> torch.Tensor:
         """Negative log-likelihood in nats per image, ``[B, C, H, W] -> [B]``, without input
         validation (for training loops that validated their data once; compiles cleanly)."""
-        dist = self.head(self.features(x, self.conditioning_vector(labels, cond)), x)
+        dist = self.distribution(self.features(x, self.conditioning_vector(labels, cond)), x)
         dist._validate_args = False
         return -dist.log_prob(x)
 
@@ -230,12 +230,23 @@ class PixelCNNPP(nn.Module):
                 ul = block_ul(ul, torch.cat([u, uls.pop()], dim=1), h)
         return F.elu(ul)
 
+    def distribution(self, features: torch.Tensor, x: torch.Tensor | None = None) -> Distribution:
+        """The head's distribution from features ``[B, F, H, W]``, always in float32 or wider:
+        under bf16/fp16 autocast the head's projection and the likelihood leave autocast, so
+        means and scales keep full precision (the head is a small part of the cost)."""
+        if features.dtype in (torch.float16, torch.bfloat16) or torch.is_autocast_enabled(
+            features.device.type
+        ):
+            with torch.autocast(features.device.type, enabled=False):
+                return self.head(features.float(), x)
+        return self.head(features, x)
+
     def forward(
         self, x: torch.Tensor, labels: torch.Tensor | None = None, cond: torch.Tensor | None = None
     ) -> Distribution:
         """The distribution over ``x [B, C, H, W]`` (batch ``[B]``, event ``(C, H, W)``)."""
         h = self.check_inputs(x, labels, cond)
-        return self.head(self.features(x, h), x)
+        return self.distribution(self.features(x, h), x)
 
     # -- initialisation and sampling -------------------------------------------------------------------
 
