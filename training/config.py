@@ -21,7 +21,8 @@ DEVICES = ("auto", "cpu", "cuda")
 class TrainConfig:
     """Everything a training run depends on; saved in the run folder and in checkpoints."""
 
-    model: PixelCNNConfig = field(default_factory=PixelCNNConfig)
+    # the paper's model, shaped for the default dataset (Fashion-MNIST, 1x28x28)
+    model: PixelCNNConfig = field(default_factory=lambda: PixelCNNConfig(image_shape=(1, 28, 28)))
     # data
     dataset: str = "fashion-mnist"
     data_dir: str | None = None
@@ -53,7 +54,7 @@ class TrainConfig:
     log_every: int = 50
     eval_every: int | None = None  # steps between validation evaluations (None: at the end)
     eval_batch_size: int = 256
-    eval_max_images: int | None = None  # cap for the periodic validation (the final test is whole)
+    eval_max_images: int | None = None  # cap for validation evaluations (the final test is whole)
     test_max_images: int | None = None  # cap for the final test evaluation (None: the whole split)
     sample_every: int | None = None  # steps between sample grids (None: at the end)
     num_samples: int = 16

@@ -221,8 +221,9 @@ def train(
     """Train a PixelCNN++ as ``config`` says and write everything into a run folder.
 
     Args:
-        config: the run's settings (``TrainConfig()``: the paper's model on Fashion-MNIST
-            shapes must match; see ``preset``).
+        config: the run's settings (default ``TrainConfig()``: the paper's recipe and model
+            on Fashion-MNIST; see ``preset``). ``config.model.image_shape`` must be the
+            dataset's (``compare.config_for_dataset`` sets it).
         run_dir: the folder to write; default a new folder under ``out_dir``.
         resume: a run folder (or checkpoint) to continue from its last checkpoint, with the
             config stored there; ``overrides`` may change the fields in ``RESUME_OVERRIDES``
@@ -548,7 +549,7 @@ class _Run:
             self._write_results(result)
             return result
         if self.val_ds is not None:
-            result.validation = self._validate(None)
+            result.validation = self._validate(cfg.eval_max_images, save=True)
         if evaluate_test:
             test_ds = self._load("test")
             result.test = evaluate(
@@ -576,7 +577,7 @@ class _Run:
 
     # -- evaluation, samples, files -------------------------------------------------------------
 
-    def _validate(self, max_images: int | None) -> EvalResult:
+    def _validate(self, max_images: int | None, save: bool = False) -> EvalResult:
         cfg = self.config
         result = evaluate(
             self.ema.module,
@@ -589,7 +590,7 @@ class _Run:
         )
         if self.ctx.is_main:
             self.metrics.write({"kind": "validation", "step": self.step, **result.to_dict()})
-            if max_images is None:
+            if save:
                 self._save_eval(result)
         improved = result.bits_per_dim < self.best
         if improved:
