@@ -40,10 +40,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 FASHION = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
-PAGES = sorted(
-    [p for p in [ROOT / "README.md"] if p.exists()] + list((ROOT / "docs").rglob("*.md")),
-    key=str,
-)
+PAGES = sorted([ROOT / "README.md", *(ROOT / "docs").rglob("*.md")], key=str)
 FENCE = re.compile(r"^```([^\n`]*)\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
 RUN, NO_RUN, SHELL = "python", "python-no-run", "bash"
 PYTHON_LOOKALIKE = re.compile(r"^(py|python|pycon|ipython)", re.IGNORECASE)
