@@ -12,6 +12,7 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 from einops import rearrange
+from torch.autograd.function import once_differentiable
 from torch.distributions import constraints
 
 from .discrete import DiscretePixelDistribution
@@ -23,6 +24,11 @@ class _Finite(constraints.Constraint):
     """Every element is a finite number."""
 
     def check(self, value):
+        # An inf or NaN anywhere makes the sum inf or NaN, so one reduction settles the common
+        # case (a 0-dim True broadcasts over value); only a non-finite sum, which large finite
+        # values can also give, needs the elementwise test (several passes and a slow all()).
+        if bool(torch.isfinite(value.sum())):
+            return torch.ones((), dtype=torch.bool, device=value.device)
         return torch.isfinite(value)
 
     def __repr__(self):
@@ -32,19 +38,55 @@ class _Finite(constraints.Constraint):
 finite = _Finite()
 
 
-def _pair_to_channel(num_channels: int, device, dtype) -> torch.Tensor:
-    """``[C, P]`` 0/1 matrix: entry ``(c, j)`` is 1 when pair ``j`` is ``(c, p)`` for some p."""
-    m = torch.zeros(num_channels, num_pairs(num_channels), device=device, dtype=dtype)
-    for c in range(1, num_channels):
-        m[c, pair_slice(c)] = 1.0
-    return m
+class _CoupledMeans(torch.autograd.Function):
+    """``means + sum_{p < c} coeffs[(c, p)] * xs[p]`` for every channel c.
+
+    Written out because slicing ``means`` and ``coeffs`` per channel under autograd makes each
+    slice's backward allocate and fill a zero tensor of the full size, and ``einsum`` would be
+    run in bfloat16 under CPU autocast.
+    """
+
+    @staticmethod
+    def forward(ctx, means, coeffs, xs):
+        # means [*, C, K, H, W], coeffs [*, P, K, H, W], xs [..., C, 1, H, W] -> [..., C, K, H, W]
+        out = torch.empty(
+            torch.broadcast_shapes(means.shape, coeffs.shape[:-4] + means.shape[-4:], xs.shape),
+            dtype=means.dtype,
+            device=means.device,
+        )
+        out[..., 0, :, :, :].copy_(means[..., 0, :, :, :])
+        for j, (c, p) in enumerate(_pairs(means.shape[-4])):
+            term = coeffs[..., j, :, :, :], xs[..., p, :, :, :]
+            if p == 0:  # the first pair of channel c writes means + term straight into out
+                torch.addcmul(means[..., c, :, :, :], *term, out=out[..., c, :, :, :])
+            else:
+                out[..., c, :, :, :].addcmul_(*term)
+        ctx.save_for_backward(xs)
+        ctx.input_shapes = means.shape, coeffs.shape
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        (xs,) = ctx.saved_tensors
+        means_shape, coeffs_shape = ctx.input_shapes
+        grad_means = grad_coeffs = None
+        if ctx.needs_input_grad[0]:
+            grad_means = grad.sum_to_size(means_shape)
+        if ctx.needs_input_grad[1]:
+            pairs = _pairs(means_shape[-4])
+            grad_coeffs = grad.new_empty(grad.shape[:-4] + (len(pairs),) + grad.shape[-3:])
+            for j, (c, p) in enumerate(pairs):
+                torch.mul(
+                    grad[..., c, :, :, :], xs[..., p, :, :, :], out=grad_coeffs[..., j, :, :, :]
+                )
+            grad_coeffs = grad_coeffs.sum_to_size(coeffs_shape)
+        return grad_means, grad_coeffs, None
 
 
-def _earlier_channel(num_channels: int, device) -> torch.Tensor:
-    """``[P]`` index of the earlier channel ``p`` of each pair ``(c, p)``."""
-    return torch.tensor(
-        [p for c in range(num_channels) for p in range(c)], device=device, dtype=torch.long
-    )
+def _pairs(num_channels: int) -> list[tuple[int, int]]:
+    """``(c, p)`` for every later channel c and earlier channel p, in pair order."""
+    return [(c, p) for c in range(num_channels) for p in range(c)]
 
 
 class DiscretizedLogisticMixture(DiscretePixelDistribution):
@@ -226,19 +268,24 @@ class DiscretizedLogisticMixture(DiscretePixelDistribution):
         """Means after coupling: ``[..., C, 1, H, W]`` scaled values -> ``[..., C, K, H, W]``."""
         if self.coeffs is None:
             return self.means
-        c = self.num_channels
-        earlier = xs.index_select(-4, _earlier_channel(c, xs.device))  # [..., P, 1, H, W]
-        to_channel = _pair_to_channel(c, xs.device, xs.dtype)
-        shift = torch.einsum("cp,...pkhw->...ckhw", to_channel, self.coeffs * earlier)
-        return self.means + shift
+        return _CoupledMeans.apply(self.means, self.coeffs, xs)
 
     def _component_log_probs(self, x: torch.Tensor) -> torch.Tensor:
         """Per channel and component log-mass: ``[..., C, H, W] -> [..., C, K, H, W]``."""
         x = x.unsqueeze(-3)
-        xs = scale_pixels(x, self.num_bits, self.means.dtype)
+        dtype = self.means.dtype
+        xs = scale_pixels(x, self.num_bits, dtype)
         last = self.num_levels - 1
+        half_width = 1.0 / last
+        # Edge 2v +- 1 (in half-widths above -1), computed from the integer so that the upper
+        # edge of level v and the lower edge of level v + 1 are the same float: no gap or
+        # overlap between bins, so the masses sum to one in float32 too.
+        twice = x.to(dtype) * 2.0
+        lower = torch.where(x == 0, -math.inf, (twice - 1.0) * half_width - 1.0)
+        upper = torch.where(x == last, math.inf, (twice + 1.0) * half_width - 1.0)
+        interior = ((x != 0) & (x != last)).to(dtype)
         return discretized_logistic_log_mass(
-            xs - self._coupled_means(xs), self.log_scales, x == 0, x == last, 1.0 / last
+            self._coupled_means(xs), self.log_scales, lower, upper, interior, half_width
         )
 
     @property
