@@ -62,8 +62,19 @@ def weight_normed(
     return module
 
 
+class _CroppedConv2d(nn.Conv2d):
+    """A convolution zero-padded on both sides and cropped to the first ``ceil(H / stride)``
+    rows and ``ceil(W / stride)`` columns: the same result as padding only the top (and left)
+    side, without copying the input into a padded tensor."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        s = self.stride[0]
+        return super().forward(x)[..., : (h - 1) // s + 1, : (w - 1) // s + 1]
+
+
 class ShiftedConv2d(nn.Module):
-    """Convolution padded so that it never sees below (and, if ``right_shifted``, right of)
+    """Convolution padded so that it never sees below (and, if ``down_right``, right of)
     the output position.
 
     ``down`` (kernel ``(kh, kw)``, ``kw`` odd): output ``(i, j)`` sees input rows
@@ -90,17 +101,17 @@ class ShiftedConv2d(nn.Module):
                 raise ValueError(
                     f"a down-shifted conv needs an odd kernel width, got {kernel_size}"
                 )
-            self.padding = ((kw - 1) // 2, (kw - 1) // 2, kh - 1, 0)
+            padding = (kh - 1, (kw - 1) // 2)
         elif kind == "down_right":
-            self.padding = (kw - 1, 0, kh - 1, 0)
+            padding = (kh - 1, kw - 1)
         else:
             raise ValueError(f"kind must be 'down' or 'down_right', got {kind!r}")
         self.kind, self.kernel_size, self.stride = kind, (kh, kw), stride
-        conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride)
+        conv = _CroppedConv2d(in_channels, out_channels, kernel_size, stride, padding)
         self.conv = weight_normed(conv, weight_norm, init_scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(F.pad(x, self.padding))
+        return self.conv(x)
 
 
 class ShiftedConvTranspose2d(nn.Module):

@@ -162,7 +162,9 @@ Device = Annotated[
 Precision = Annotated[
     Literal[PRECISIONS] | None,
     typer.Option(
-        help="bf16: autocast to bfloat16 (CUDA). Default: fp32.", rich_help_panel=HARDWARE
+        help="bf16: autocast to bfloat16; auto: bf16 where it is native (AVX512-BF16/AMX CPUs, "
+        "GPUs with bf16), else fp32. Default: the preset's (demo: auto).",
+        rich_help_panel=HARDWARE,
     ),
 ]
 Compile = Annotated[

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -46,6 +47,25 @@ def resolve_device(preference: str = "auto", local_rank: int = 0) -> torch.devic
     if preference != "cpu":
         raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {preference!r}")
     return torch.device("cpu")
+
+
+def has_fast_bf16(device: torch.device) -> bool:
+    """Whether bfloat16 matrix work is native here: a CUDA GPU with bf16, or a CPU with
+    AVX512-BF16 or AMX (elsewhere bf16 is emulated and slower than float32)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``"auto"`` becomes ``"bf16"`` where bf16 is native (``has_fast_bf16``), else ``"fp32"``."""
+    if precision == "auto":
+        return "bf16" if has_fast_bf16(device) else "fp32"
+    return precision
 
 
 def init_distributed(device: str = "auto") -> DistContext:

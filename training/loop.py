@@ -34,7 +34,14 @@ from pixelcnnpp.likelihoods import bits_per_dim
 from .checkpoint import CheckpointManager, load_checkpoint
 from .config import TrainConfig
 from .datasets import load_dataset
-from .distributed import DistContext, all_mean, barrier, init_distributed, shutdown
+from .distributed import (
+    DistContext,
+    all_mean,
+    barrier,
+    init_distributed,
+    resolve_precision,
+    shutdown,
+)
 from .evaluation import EvalResult, evaluate
 from .images import plot_learning_curves, save_image_grid
 from .metrics import MetricsLog
@@ -262,6 +269,8 @@ class _Run:
         self, config: TrainConfig, run_dir: Path, ctx: DistContext, reporter: Reporter, state
     ):
         self.config, self.run_dir, self.ctx, self.reporter = config, run_dir, ctx, reporter
+        self.precision = resolve_precision(config.precision, ctx.device)
+        self.eval_precision = resolve_precision(config.eval_precision, ctx.device)
         cfg, mcfg = config, config.model
         if mcfg.cond_dim is not None:
             raise ValueError(
@@ -421,7 +430,7 @@ class _Run:
             )
         autocast = (
             torch.autocast(ctx.device.type, dtype=torch.bfloat16)
-            if cfg.precision == "bf16"
+            if self.precision == "bf16"
             else nullcontext()
         )
         total = cfg.max_steps
@@ -557,7 +566,7 @@ class _Run:
                 test_ds,
                 cfg.eval_batch_size,
                 cfg.test_max_images,
-                cfg.precision,
+                self.eval_precision,
                 ctx,
                 self.reporter,
             )
@@ -584,7 +593,7 @@ class _Run:
             self.val_ds,
             cfg.eval_batch_size,
             max_images,
-            cfg.precision,
+            self.eval_precision,
             self.ctx,
             self.reporter,
         )
