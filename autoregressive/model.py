@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Distribution
 
-from pixelcnnpp.likelihoods import scale_pixels, validate_pixels
+from pixelcnnpp.likelihoods import LikelihoodHead, scale_pixels, validate_pixels
 from pixelcnnpp.likelihoods.heads import LIKELIHOODS
 
 from .blocks import build_block
@@ -193,8 +193,9 @@ class PixelCNNPP(nn.Module):
     ) -> torch.Tensor:
         """Negative log-likelihood in nats per image, ``[B, C, H, W] -> [B]``, without input
         validation (for training loops that validated their data once; compiles cleanly)."""
-        dist = self.distribution(self.features(x, self.conditioning_vector(labels, cond)), x)
-        dist._validate_args = False
+        dist = self.distribution(
+            self.features(x, self.conditioning_vector(labels, cond)), x, validate=False
+        )
         return -dist.log_prob(x)
 
     # -- network ---------------------------------------------------------------------------------
@@ -230,16 +231,30 @@ class PixelCNNPP(nn.Module):
                 ul = block_ul(ul, torch.cat([u, uls.pop()], dim=1), h)
         return F.elu(ul)
 
-    def distribution(self, features: torch.Tensor, x: torch.Tensor | None = None) -> Distribution:
+    def distribution(
+        self, features: torch.Tensor, x: torch.Tensor | None = None, validate: bool = True
+    ) -> Distribution:
         """The head's distribution from features ``[B, F, H, W]``, always in float32 or wider:
         under bf16/fp16 autocast the head's projection and the likelihood leave autocast, so
-        means and scales keep full precision (the head is a small part of the cost)."""
+        means and scales keep full precision (the head is a small part of the cost).
+        ``validate=False`` skips the distribution's argument and sample checks."""
         if features.dtype in (torch.float16, torch.bfloat16) or torch.is_autocast_enabled(
             features.device.type
         ):
             with torch.autocast(features.device.type, enabled=False):
-                return self.head(features.float(), x)
-        return self.head(features, x)
+                return self._head_distribution(features.float(), x, validate)
+        return self._head_distribution(features, x, validate)
+
+    def _head_distribution(
+        self, features: torch.Tensor, x: torch.Tensor | None, validate: bool
+    ) -> Distribution:
+        if validate:
+            return self.head(features, x)
+        if isinstance(self.head, LikelihoodHead):
+            return self.head.distribution(self.head.params(features), validate_args=False)
+        dist = self.head(features, x)
+        dist._validate_args = False
+        return dist
 
     def forward(
         self, x: torch.Tensor, labels: torch.Tensor | None = None, cond: torch.Tensor | None = None

@@ -11,7 +11,6 @@ from torch import nn
 from torch.distributions import Distribution
 from torch.nn.utils.parametrizations import weight_norm as apply_weight_norm
 
-from .discrete import DiscretePixelDistribution
 from .mixture import DiscretizedLogisticMixture
 from .pixels import check_num_bits, num_levels, num_pairs
 from .registry import Registry
@@ -100,8 +99,13 @@ class LikelihoodHead(nn.Module):
         return self.proj(features)
 
     def forward(self, features: torch.Tensor, x: torch.Tensor | None = None) -> Distribution:
-        """Distribution over ``[B, C, H, W]`` pixels; ``x`` is accepted for heads that need the
-        true earlier channels (the built-in heads couple channels inside the distribution)."""
+        """Distribution over ``[B, C, H, W]`` pixels from features ``[B, F, H, W]``; ``x`` is
+        accepted for heads that need the true earlier channels (the built-in heads couple
+        channels inside the distribution)."""
+        return self.distribution(self.params(features))
+
+    def distribution(self, params: torch.Tensor, validate_args: bool | None = None) -> Distribution:
+        """The distribution given the parameter tensor ``[B, num_outputs, H, W]``."""
         raise NotImplementedError
 
     @torch.no_grad()
@@ -111,8 +115,9 @@ class LikelihoodHead(nn.Module):
         temperature: float = 1.0,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
-        """Integer pixels ``[B, C, H, W]`` drawn from the head's distribution."""
-        dist: DiscretePixelDistribution = self(features)
+        """Integer pixels ``[B, C, H, W]`` drawn from the head's distribution (its parameters
+        come from the network, so they are not validated again)."""
+        dist = self.distribution(self.params(features), validate_args=False)
         return dist.sample(temperature=temperature, generator=generator)
 
 
@@ -139,11 +144,11 @@ class DiscretizedLogisticMixtureHead(LikelihoodHead):
         self.num_mixtures = num_mixtures
         self.min_log_scale = min_log_scale
 
-    def forward(
-        self, features: torch.Tensor, x: torch.Tensor | None = None
+    def distribution(
+        self, params: torch.Tensor, validate_args: bool | None = None
     ) -> DiscretizedLogisticMixture:
         return DiscretizedLogisticMixture.from_params(
-            self.params(features), self.num_channels, self.num_bits, self.min_log_scale
+            params, self.num_channels, self.num_bits, self.min_log_scale, validate_args
         )
 
 
@@ -164,8 +169,7 @@ class PixelSoftmaxHead(LikelihoodHead):
         outputs = (num_channels + num_pairs(num_channels)) * levels
         super().__init__(num_channels, num_bits, outputs, in_channels, weight_norm)
 
-    def forward(self, features: torch.Tensor, x: torch.Tensor | None = None) -> PixelSoftmax:
-        params = self.params(features)
+    def distribution(self, params: torch.Tensor, validate_args: bool | None = None) -> PixelSoftmax:
         if params.dtype in (torch.float16, torch.bfloat16):
             params = params.float()
         levels = num_levels(self.num_bits)
@@ -173,4 +177,4 @@ class PixelSoftmaxHead(LikelihoodHead):
         logits, coupling = params.split([c * levels, p * levels], dim=1)
         logits = rearrange(logits, "b (c l) h w -> b c l h w", c=c)
         coupling = rearrange(coupling, "b (p l) h w -> b p l h w", p=p) if p else None
-        return PixelSoftmax(logits, coupling)
+        return PixelSoftmax(logits, coupling, validate_args=validate_args)
