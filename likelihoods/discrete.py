@@ -24,6 +24,39 @@ MAX_JOINT_ENUMERATION = 2**16
 _CHUNK_ELEMENTS = 2**23
 
 
+class _Finite(constraints.Constraint):
+    """Every element is a finite number."""
+
+    def check(self, value):
+        # An inf or NaN anywhere makes the sum inf or NaN, so one reduction settles the common
+        # case (a 0-dim True broadcasts over value); only a non-finite sum, which large finite
+        # values can also give, needs the elementwise test (several passes and a slow all()).
+        if bool(torch.isfinite(value.sum())):
+            return torch.ones((), dtype=torch.bool, device=value.device)
+        return torch.isfinite(value)
+
+    def __repr__(self):
+        return "Finite()"
+
+
+class _NotNan(constraints.Constraint):
+    """No element is NaN (infinities allowed, e.g. -inf logits that mask a level)."""
+
+    def check(self, value):
+        # A NaN anywhere makes the sum NaN; so can +inf and -inf together, which then gets the
+        # elementwise test.
+        if not bool(torch.isnan(value.sum())):
+            return torch.ones((), dtype=torch.bool, device=value.device)
+        return ~torch.isnan(value)
+
+    def __repr__(self):
+        return "Real()"
+
+
+finite = _Finite()
+not_nan = _NotNan()
+
+
 class PixelSummary(NamedTuple):
     """Per-pixel summaries: mean and variance ``[*, C, H, W]`` (floats), mode ``[*, C, H, W]``
     (integers), entropy ``[*]`` (nats, summed over the event)."""

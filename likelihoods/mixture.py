@@ -13,29 +13,10 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch.autograd.function import once_differentiable
-from torch.distributions import constraints
 
-from .discrete import DiscretePixelDistribution
+from .discrete import DiscretePixelDistribution, finite
 from .logistic import discretized_logistic_log_mass
 from .pixels import check_num_bits, compute_dtype, exists, num_pairs, pair_slice, scale_pixels
-
-
-class _Finite(constraints.Constraint):
-    """Every element is a finite number."""
-
-    def check(self, value):
-        # An inf or NaN anywhere makes the sum inf or NaN, so one reduction settles the common
-        # case (a 0-dim True broadcasts over value); only a non-finite sum, which large finite
-        # values can also give, needs the elementwise test (several passes and a slow all()).
-        if bool(torch.isfinite(value.sum())):
-            return torch.ones((), dtype=torch.bool, device=value.device)
-        return torch.isfinite(value)
-
-    def __repr__(self):
-        return "Finite()"
-
-
-finite = _Finite()
 
 
 class _CoupledMeans(torch.autograd.Function):

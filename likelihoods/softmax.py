@@ -11,9 +11,8 @@ from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
-from torch.distributions import constraints
 
-from .discrete import DiscretePixelDistribution, PixelSummary
+from .discrete import DiscretePixelDistribution, PixelSummary, not_nan
 from .pixels import MAX_BITS, compute_dtype, exists, num_pairs, pair_slice, scale_pixels
 
 
@@ -103,7 +102,7 @@ class PixelSoftmax(DiscretePixelDistribution):
     @property
     def arg_constraints(self):
         names = ["logits"] + (["coupling"] if exists(self.coupling) else [])
-        return dict.fromkeys(names, constraints.real)
+        return dict.fromkeys(names, not_nan)
 
     def conditional_logits(self, value: torch.Tensor) -> torch.Tensor:
         """Logits of each channel given the earlier channels of ``value``:
