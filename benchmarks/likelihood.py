@@ -35,12 +35,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import statistics
-import time
 
 import torch
 import torch.nn.functional as F
-from torch.profiler import ProfilerActivity, profile
+from measure import median_seconds, peak_bytes
 
 from pixelcnnpp.likelihoods import DiscretizedLogisticMixture
 
@@ -136,69 +134,6 @@ def step(loss_fn, params: torch.Tensor) -> torch.Tensor:
     return loss.detach()
 
 
-def seconds(loss_fn, params) -> tuple[float, float | None]:
-    """Wall time of one forward + backward, and on CPU the process's CPU time."""
-    if params.is_cuda:
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        step(loss_fn, params)
-        end.record()
-        torch.cuda.synchronize()
-        return start.elapsed_time(end) / 1e3, None
-    wall, cpu = time.perf_counter(), time.process_time()
-    step(loss_fn, params)
-    return time.perf_counter() - wall, time.process_time() - cpu
-
-
-def median_seconds(candidates: dict, params, repeats: int, warmup: int) -> dict[str, tuple]:
-    """Median (wall, CPU) time of each candidate in a steady state, as in a training loop.
-
-    The candidates take turns so that a slow spell of the machine hits them all alike; each
-    timed step follows an untimed step of the same candidate, so that none pays for memory
-    the allocator handed back to the system after another candidate's larger peak.
-    """
-    for _ in range(warmup):
-        for fn in candidates.values():
-            step(fn, params)
-    times = {name: [] for name in candidates}
-    for _ in range(repeats):
-        for name, fn in candidates.items():
-            step(fn, params)
-            times[name].append(seconds(fn, params))
-    medians = {}
-    for name, pairs in times.items():
-        wall, cpu = zip(*pairs, strict=True)
-        medians[name] = (
-            statistics.median(wall),
-            None if cpu[0] is None else statistics.median(cpu),
-        )
-    return medians
-
-
-def peak_bytes(loss_fn, params) -> int:
-    """Peak live tensor bytes of one forward + backward above those live before it."""
-    params.grad = None
-    if params.is_cuda:
-        torch.cuda.synchronize()
-        base = torch.cuda.memory_allocated()
-        torch.cuda.reset_peak_memory_stats()
-        step(loss_fn, params)
-        torch.cuda.synchronize()
-        return torch.cuda.max_memory_allocated() - base
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        step(loss_fn, params)
-    events = sorted(
-        (e.start_ns(), e.nbytes())
-        for e in prof.profiler.kineto_results.events()
-        if e.name() == "[memory]"
-    )
-    live = peak = 0
-    for _, nbytes in events:
-        live += nbytes
-        peak = max(peak, live)
-    return peak
-
-
 def run_shape(shape, device, repeats: int, warmup: int) -> dict:
     b, c, h, w, k = shape
     gen = torch.Generator(device="cpu").manual_seed(0)
@@ -211,16 +146,18 @@ def run_shape(shape, device, repeats: int, warmup: int) -> dict:
         "ours_no_validation": lambda p: ours_nll(x, p, c, validate=False),
         "straightforward": lambda p: straightforward_nll(x_scaled, p, c),
     }
-    timings = median_seconds(candidates, params, repeats, warmup)
-    results = {
-        name: {
-            "loss": step(fn, params).item(),
+    steps = {name: (lambda fn=fn: step(fn, params)) for name, fn in candidates.items()}
+    timings = median_seconds(steps, device, repeats, warmup)
+    results = {}
+    for name, run in steps.items():
+        loss = run().item()
+        params.grad = None  # so that the step's own gradient counts towards its peak
+        results[name] = {
+            "loss": loss,
             "seconds": timings[name][0],
             "cpu_seconds": timings[name][1],
-            "peak_bytes": peak_bytes(fn, params),
+            "peak_bytes": peak_bytes(run, device),
         }
-        for name, fn in candidates.items()
-    }
     ref = results["straightforward"]
     for name in ("ours", "ours_no_validation"):
         r = results[name]

@@ -23,27 +23,42 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def seconds(fn: Callable[[], object], device: torch.device) -> float:
-    """Wall time of one call, the device synchronized before and after."""
+def seconds(fn: Callable[[], object], device: torch.device) -> tuple[float, float | None]:
+    """Wall time of one call (the device synchronized before and after) and, on CPU, the
+    process's CPU time (less sensitive to other work on a shared machine)."""
     synchronize(device)
-    start = time.perf_counter()
+    wall, cpu = time.perf_counter(), time.process_time()
     fn()
     synchronize(device)
-    return time.perf_counter() - start
+    cpu_seconds = None if device.type == "cuda" else time.process_time() - cpu
+    return time.perf_counter() - wall, cpu_seconds
 
 
 def median_seconds(
     candidates: dict[str, Callable[[], object]], device: torch.device, repeats: int, warmup: int
-) -> dict[str, float]:
-    """Median wall time of each candidate, the candidates interleaved."""
+) -> dict[str, tuple[float, float | None]]:
+    """Median (wall, CPU) time of each candidate in a steady state, as in a training loop.
+
+    The candidates take turns so that a slow spell of the machine hits them all alike; each
+    timed call follows an untimed call of the same candidate, so that none pays for memory
+    the allocator handed back to the system after another candidate's larger peak.
+    """
     for _ in range(warmup):
         for fn in candidates.values():
             fn()
-    times: dict[str, list[float]] = {name: [] for name in candidates}
+    times: dict[str, list[tuple[float, float | None]]] = {name: [] for name in candidates}
     for _ in range(repeats):
         for name, fn in candidates.items():
+            fn()
             times[name].append(seconds(fn, device))
-    return {name: statistics.median(t) for name, t in times.items()}
+    medians = {}
+    for name, pairs in times.items():
+        wall, cpu = zip(*pairs, strict=True)
+        medians[name] = (
+            statistics.median(wall),
+            None if cpu[0] is None else statistics.median(cpu),
+        )
+    return medians
 
 
 def peak_bytes(fn: Callable[[], object], device: torch.device) -> int:

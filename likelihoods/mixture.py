@@ -65,6 +65,24 @@ class _CoupledMeans(torch.autograd.Function):
         return grad_means, grad_coeffs, None
 
 
+def _check_finite_params(params: torch.Tensor, blocks: list[tuple[str, int]]) -> None:
+    """Raise ``ValueError`` naming the block and index of a non-finite entry of ``params``."""
+    if params.is_floating_point() and bool(torch.isfinite(params.sum())):
+        return
+    bad = (~torch.isfinite(params)).nonzero()
+    if len(bad) == 0:  # the sum overflowed, every entry is finite
+        return
+    index = tuple(bad[0].tolist())
+    starts = [sum(size for _, size in blocks[:i]) for i in range(len(blocks))]
+    block = max(i for i, start in enumerate(starts) if start <= index[-3] and blocks[i][1])
+    name, size = blocks[block]
+    raise ValueError(
+        f"params (Tensor of shape {tuple(params.shape)}) must be finite, found "
+        f"{params[index].item()} at index {index}, in the {name} block "
+        f"(channels {starts[block]}..{starts[block] + size - 1} of the from_params layout)"
+    )
+
+
 def _pairs(num_channels: int) -> list[tuple[int, int]]:
     """``(c, p)`` for every later channel c and earlier channel p, in pair order."""
     return [(c, p) for c in range(num_channels) for p in range(c)]
@@ -233,15 +251,20 @@ class DiscretizedLogisticMixture(DiscretePixelDistribution):
         if params.is_floating_point() and params.dtype in (torch.float16, torch.bfloat16):
             params = params.float()
         k, c, p = d // per, num_channels, num_pairs(num_channels)
+        validate = cls._validate_args if validate_args is None else validate_args
+        if validate:  # one check of the whole tensor instead of one per derived parameter
+            _check_finite_params(
+                params, [("logits", k), ("means", c * k), ("log_scales", c * k), ("coeffs", p * k)]
+            )
         logits, means, log_scales, coeffs = params.split([k, c * k, c * k, p * k], dim=-3)
         means = rearrange(means, "... (c k) h w -> ... c k h w", c=c)
         log_scales = rearrange(log_scales, "... (c k) h w -> ... c k h w", c=c).clamp(
             min=min_log_scale
         )
         coeffs = torch.tanh(rearrange(coeffs, "... (p k) h w -> ... p k h w", p=p)) if p else None
-        return cls(
-            logits, means, log_scales, coeffs, num_bits=num_bits, validate_args=validate_args
-        )
+        dist = cls(logits, means, log_scales, coeffs, num_bits=num_bits, validate_args=False)
+        dist._validate_args = validate
+        return dist
 
     # -- likelihood --------------------------------------------------------------------------
 

@@ -329,3 +329,16 @@ def test_finite_check_survives_sums_that_overflow():
     params["means"] = torch.full_like(params["means"], 3e38)
     d = DiscretizedLogisticMixture(**params)
     assert torch.isfinite(d.log_prob(torch.zeros(2, C, H, W, dtype=torch.long))).all()
+
+
+@pytest.mark.parametrize(
+    ("channel", "block"), [(0, "logits"), (12, "means"), (45, "log_scales"), (99, "coeffs")]
+)
+def test_from_params_names_the_block_of_a_non_finite_entry(channel, block):
+    params = torch.randn(2, DiscretizedLogisticMixture.num_params(3, 10), 3, 3)
+    params[1, channel, 2, 0] = math.nan
+    with pytest.raises(
+        ValueError, match=rf"params .* at index \(1, {channel}, 2, 0\), in the {block} block"
+    ):
+        DiscretizedLogisticMixture.from_params(params, num_channels=3)
+    DiscretizedLogisticMixture.from_params(params, num_channels=3, validate_args=False)
