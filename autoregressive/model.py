@@ -251,7 +251,7 @@ class PixelCNNPP(nn.Module):
         if validate:
             return self.head(features, x)
         if isinstance(self.head, LikelihoodHead):
-            return self.head.distribution(self.head.params(features), validate_args=False)
+            return self.head.unvalidated(features, x)
         dist = self.head(features, x)
         dist._validate_args = False
         return dist

@@ -117,8 +117,17 @@ class LikelihoodHead(nn.Module):
     ) -> torch.Tensor:
         """Integer pixels ``[B, C, H, W]`` drawn from the head's distribution (its parameters
         come from the network, so they are not validated again)."""
-        dist = self.distribution(self.params(features), validate_args=False)
-        return dist.sample(temperature=temperature, generator=generator)
+        return self.unvalidated(features).sample(temperature=temperature, generator=generator)
+
+    def unvalidated(self, features: torch.Tensor, x: torch.Tensor | None = None) -> Distribution:
+        """``forward`` without the distribution's argument and sample checks, for parameters
+        that come from the network (sampling, training). Subclasses that only override
+        ``forward`` get their distribution with validation turned off afterwards."""
+        if type(self).distribution is not LikelihoodHead.distribution:
+            return self.distribution(self.params(features), validate_args=False)
+        dist = self(features, x)
+        dist._validate_args = False
+        return dist
 
 
 @register_likelihood("dmol")
