@@ -44,21 +44,33 @@ def _log_mass_and_slopes(mean, log_scales, lower, upper, interior, half_width, w
 
     ``lower``/``upper`` are the bin edges (``-inf``/``+inf`` for the edge bins), ``interior``
     is 1.0 for interior bins and 0.0 for edge bins. Everything broadcasts to the output shape.
-    With ``a = (lower - mu) / s`` and ``-b = (mu - upper) / s``:
-    ``log P = -softplus(a) - softplus(-b) + interior * log(1 - exp(-2h/s))``.
+    With ``a = (lower - mu) / s``, ``-b = (mu - upper) / s`` and ``q = 1 - exp(-2h/s)``:
+    ``log P = interior * log(q) - softplus(a) - softplus(-b)``.
+
+    The ops work in place where they can and free what is no longer needed, so that at most six
+    tensors of the output size are alive at once; every full-size pass counts, since the work
+    is bound by memory traffic.
     """
     shape = torch.broadcast_shapes(mean.shape, log_scales.shape, lower.shape, upper.shape)
     mean = mean.expand(shape)  # so that the in-place ops below never need to grow a tensor
-    clamped = log_scales.clamp(MIN_LOG_SCALE, MAX_LOG_SCALE)
-    in_range = clamped == log_scales if with_slopes else None
-    inv_s = clamped.neg_().exp_()
-    # The ops below work in place where they can and free what is no longer needed, so that
-    # at most six tensors of the output size are alive at once.
+    # The log-scale guard costs three passes (clamp, mask, masked slope); one reduction tells
+    # whether it can change anything.
+    low, high = torch.aminmax(log_scales)
+    guarded = not (low.item() >= MIN_LOG_SCALE and high.item() <= MAX_LOG_SCALE)
+    if guarded:
+        clamped = log_scales.clamp(MIN_LOG_SCALE, MAX_LOG_SCALE)
+        in_range = clamped == log_scales if with_slopes else None
+        inv_s = clamped.neg_().exp_()
+    else:
+        in_range = None
+        inv_s = log_scales.neg().exp_()
+    # The clamps keep a * sigmoid(a) at 0 (not inf * 0) for the edge bins' infinite edges.
     a = (lower - mean).mul_(inv_s).clamp_(-MAX_STANDARDIZED, MAX_STANDARDIZED)
     neg_b = (mean - upper).mul_(inv_s).clamp_(-MAX_STANDARDIZED, MAX_STANDARDIZED)
-    out = F.softplus(a, threshold=_SOFTPLUS_THRESHOLD)
-    out += F.softplus(neg_b, threshold=_SOFTPLUS_THRESHOLD)
-    out.neg_()
+    q = inv_s.mul(-2.0 * half_width).expm1_().neg_()  # 1 - exp(-(b - a)), in (0, 1]
+    out = torch.log(q) * interior  # the full shape: q has the log-scales', interior the values'
+    out -= F.softplus(a, threshold=_SOFTPLUS_THRESHOLD)
+    out -= F.softplus(neg_b, threshold=_SOFTPLUS_THRESHOLD)
     d_mean = d_log_scales = None
     if with_slopes:
         d_mean = torch.sigmoid(a)
@@ -67,14 +79,11 @@ def _log_mass_and_slopes(mean, log_scales, lower, upper, interior, half_width, w
         d_log_scales.addcmul_(sig_neg_b, neg_b)
         d_mean.sub_(sig_neg_b).mul_(inv_s)
         del sig_neg_b
-    del a, neg_b
-    width = inv_s.mul_(2.0 * half_width)  # b - a: the bin width in units of the scale
-    one_minus = width.neg().expm1_().neg_()  # 1 - exp(-(b - a)), in (0, 1]
-    out.addcmul_(torch.log(one_minus), interior)
-    if with_slopes:
-        # d/d(log s) of log(1 - exp(-w)), w = 2h/s: -w / expm1(w) = -w (1 - q) / q, q = 1 - exp(-w)
-        width_slope = one_minus.reciprocal_().sub_(1.0).mul_(width)
-        d_log_scales.addcmul_(width_slope, interior, value=-1.0).mul_(in_range)
+        # d/d(log s) of log q with w = 2h/s: -w / expm1(w) = -w (1 - q) / q
+        width_slope = q.reciprocal_().sub_(1.0).mul_(inv_s).mul_(2.0 * half_width)
+        d_log_scales.addcmul_(width_slope, interior, value=-1.0)
+        if in_range is not None:
+            d_log_scales.mul_(in_range)
     return out, d_mean, d_log_scales
 
 
