@@ -110,6 +110,16 @@ def new_run_dir(root: str | os.PathLike, config: TrainConfig) -> Path:
     return path
 
 
+def adam(params, lr: float, betas: tuple[float, float]) -> torch.optim.Adam:
+    """Adam with the fused implementation (one kernel for all parameters, several times faster
+    than the default on CPU) where this torch build has it for the parameters' device."""
+    params = list(params)
+    try:
+        return torch.optim.Adam(params, lr=lr, betas=betas, fused=True)
+    except (RuntimeError, TypeError):
+        return torch.optim.Adam(params, lr=lr, betas=betas)
+
+
 def ema_update(decay: float, warmup: bool = True):
     """Polyak averaging for ``AveragedModel``: ``ema <- d * ema + (1 - d) * params``.
 
@@ -299,7 +309,7 @@ class _Run:
         self.model = PixelCNNPP(mcfg).to(ctx.device)
         if cfg.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, betas=cfg.betas)
+        self.optimizer = adam(self.model.parameters(), lr=cfg.lr, betas=cfg.betas)
         self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, gamma=cfg.lr_decay)
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
         self.train_seconds, self.bad_streak, self.bad_total = 0.0, 0, 0
