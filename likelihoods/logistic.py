@@ -54,9 +54,11 @@ def _log_mass_and_slopes(mean, log_scales, lower, upper, interior, half_width, w
     shape = torch.broadcast_shapes(mean.shape, log_scales.shape, lower.shape, upper.shape)
     mean = mean.expand(shape)  # so that the in-place ops below never need to grow a tensor
     # The log-scale guard costs three passes (clamp, mask, masked slope); one reduction tells
-    # whether it can change anything.
-    low, high = torch.aminmax(log_scales)
-    guarded = not (low.item() >= MIN_LOG_SCALE and high.item() <= MAX_LOG_SCALE)
+    # whether it can change anything. Compiled code fuses the passes and keeps the guard.
+    guarded = torch.compiler.is_compiling()
+    if not guarded:
+        low, high = torch.aminmax(log_scales)
+        guarded = not (low.item() >= MIN_LOG_SCALE and high.item() <= MAX_LOG_SCALE)
     if guarded:
         clamped = log_scales.clamp(MIN_LOG_SCALE, MAX_LOG_SCALE)
         in_range = clamped == log_scales if with_slopes else None
