@@ -94,7 +94,9 @@ def candidates(config: PixelCNNConfig, batch: int, device: torch.device, use_com
         model = PixelCNNPP(config).to(device).train()
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
-        nll = torch.compile(model.nll) if compiled else model.nll
+        if compiled:  # as the training loop's --compile: the network, not the likelihood
+            model.features = torch.compile(model.features)
+        nll = model.nll
 
         def loss(nll=nll, bf16=bf16):
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
