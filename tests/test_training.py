@@ -474,3 +474,11 @@ def test_two_process_ddp_matches_one_process_with_the_same_global_batch(tiny_npz
     for step in one:
         assert two[step] == pytest.approx(one[step], rel=1e-4), step
     assert load_checkpoint(tmp_path / "two")["world_size"] == 2
+
+
+def test_compare_refuses_to_run_under_torchrun(monkeypatch, tmp_path):
+    from pixelcnnpp.training.compare import compare
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ValueError, match="one process"):
+        compare(["dmol", "softmax"], ["fashion-mnist"], TrainConfig(), tmp_path)

@@ -110,6 +110,11 @@ def compare(
 
     The first likelihood is the baseline of the paired comparisons.
     """
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ValueError(
+            "compare runs in one process (it trains one run after another); under torchrun, "
+            "train each likelihood with `pixelcnn train` and compare the runs' eval/ folders"
+        )
     if len(likelihoods) < 1 or len(set(likelihoods)) != len(likelihoods):
         raise ValueError(f"likelihoods must be distinct names, got {likelihoods}")
     if not datasets:
