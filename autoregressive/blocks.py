@@ -163,4 +163,4 @@ class GatedResnet(nn.Module):
         if self.cond is not None:
             c2 = c2 + self.cond(cond)[:, :, None, None]
         a, b = c2.chunk(2, dim=1)
-        return x + a * torch.sigmoid(b)
+        return torch.addcmul(x, a, torch.sigmoid(b))
