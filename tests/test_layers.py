@@ -23,7 +23,7 @@ from pixelcnnpp.autoregressive import (
     down_shift,
     right_shift,
 )
-from pixelcnnpp.autoregressive.layers import keep_mask
+from pixelcnnpp.autoregressive.layers import dropout_mask
 
 DTYPE = torch.float64
 
@@ -275,6 +275,53 @@ def test_concat_elu_is_elu_of_x_and_minus_x():
     torch.testing.assert_close(y, F.elu(torch.cat([x, -x], dim=1)))
 
 
+def _concat_elu_reference(x):
+    return F.elu(torch.cat([x, -x], dim=1))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "strided"])
+def test_concat_elu_matches_elu_of_the_concatenation_in_values_and_gradients(dtype, layout):
+    torch.manual_seed(11)
+    x = torch.randn(4, 6, 5, 9, dtype=torch.float64) * 4
+    x[0, 0, 0, :4] = torch.tensor([0.0, -0.0, 1e-30, -1e-30])  # the branch point and tiny values
+    x[0, 1, 0, :2] = torch.tensor([-90.0, 90.0])  # expm1 saturating at -1
+    x = x.to(dtype)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    elif layout == "strided":
+        x = x[..., 1:8]
+    x.requires_grad_()
+    grad = torch.randn(x.shape[0], 12, *x.shape[2:], dtype=torch.float64).to(dtype)
+    y = concat_elu(x)
+    (gx,) = torch.autograd.grad(y, x, grad)
+
+    x64 = x.detach().double().requires_grad_()
+    y64 = _concat_elu_reference(x64)
+    (gx64,) = torch.autograd.grad(y64, x64, grad.double())
+    ulp = torch.finfo(dtype).eps
+    assert y.dtype == dtype and y.shape == y64.shape
+    # values: correctly rounded but for one unit in the last place
+    assert ((y.double() - y64).abs() <= ulp * y64.abs().clamp(min=1e-30)).all()
+    # gradients: g1 elu'(x) - g2 elu'(-x), each term rounded once
+    bound = 3 * ulp * (grad[:, :6].double().abs() + grad[:, 6:].double().abs())
+    assert ((gx.double() - gx64).abs() <= bound).all()
+    if layout == "channels_last":
+        assert y.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_concat_elu_is_twice_differentiable():
+    x = torch.randn(2, 3, 3, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(concat_elu, (x,))
+    assert torch.autograd.gradgradcheck(concat_elu, (x,))
+
+
+@pytest.mark.parametrize("bad", [torch.tensor(1.0), torch.ones(3)])
+def test_concat_elu_needs_a_channel_dimension(bad):
+    with pytest.raises(ValueError, match="channel dimension"):
+        concat_elu(bad)
+
+
 def test_network_in_network_is_position_wise():
     torch.manual_seed(5)
     nin = NetworkInNetwork(3, 4).to(DTYPE)
@@ -307,10 +354,49 @@ def test_dropout_keeps_about_1_minus_p_and_scales_the_rest(p):
     tolerance = 5 * (p * (1 - p) / n) ** 0.5
     assert abs(kept.float().mean().item() - (1 - p)) < tolerance
     # the mask resolves p to 1/256 when 256 p is whole, else to 1/65536; the scale uses that p
-    _, effective = keep_mask(x, p)
+    _, effective = dropout_mask(x, p)
     assert effective == p if (256 * p).is_integer() else abs(effective - p) <= 0.5 / 65536
     torch.testing.assert_close(y[kept], x[kept] / (1 - effective))
     assert torch.equal(Dropout(p).eval()(x), x)
+
+
+@pytest.mark.parametrize("p", [0.5, 0.25, 0.75, 0.125, 3 / 16, 5 / 256, 0.3])
+def test_dropout_mask_elements_are_independent_at_every_bit_position(p):
+    """Several elements share one random byte: every position within a byte must be kept with
+    probability 1 - p, and neighbours (same byte or not) independently of each other."""
+    torch.manual_seed(12)
+    x = torch.empty(256, 8, 16, 16)
+    mask, effective = dropout_mask(x, p)
+    assert effective == p if (256 * p).is_integer() else abs(effective - p) <= 0.5 / 65536
+    values = torch.unique(mask)
+    assert torch.equal(values, torch.tensor([0.0, 1.0 / (1.0 - effective)]))
+    kept = (mask != 0).flatten().double()
+    n = kept.numel()
+    for position in range(8):  # positions within a byte for 1, 2 and 4 bits per element
+        share = kept[position::8].mean().item()
+        assert abs(share - (1 - p)) < 5 * (p * (1 - p) / (n / 8)) ** 0.5
+    for lag in (1, 2, 3, 7, 8, 9):
+        both = (kept[:-lag] * kept[lag:]).mean().item()
+        assert abs(both - (1 - p) ** 2) < 5 * ((1 - p) ** 2 * (1 - (1 - p) ** 2) / n) ** 0.5
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
+def test_dropout_mask_follows_dtype_and_layout(dtype):
+    x = torch.randn(4, 6, 5, 3, dtype=dtype).contiguous(memory_format=torch.channels_last)
+    torch.manual_seed(3)
+    mask, _ = dropout_mask(x, 0.5)
+    assert mask.dtype == dtype and mask.shape == x.shape
+    assert mask.is_contiguous(memory_format=torch.channels_last)
+    torch.manual_seed(3)
+    flat, _ = dropout_mask(torch.empty(x.numel(), dtype=dtype), 0.5)
+    # the mask is laid out in memory order: channels vary fastest in channels_last
+    assert torch.equal(mask.permute(0, 2, 3, 1).reshape(-1), flat)
+
+
+@pytest.mark.parametrize("p", [0.0, 1.0])
+def test_dropout_mask_needs_a_probability_strictly_between_0_and_1(p):
+    with pytest.raises(ValueError, match="dropout probability"):
+        dropout_mask(torch.ones(3), p)
 
 
 def test_dropout_is_reproducible_under_a_seed_and_keeps_dtype():
