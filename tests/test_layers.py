@@ -280,7 +280,9 @@ def _concat_elu_reference(x):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "strided"])
+@pytest.mark.parametrize(
+    "layout", ["contiguous", "channels_last", "strided", "channels_last_strided"]
+)
 def test_concat_elu_matches_elu_of_the_concatenation_in_values_and_gradients(dtype, layout):
     torch.manual_seed(11)
     x = torch.randn(4, 6, 5, 9, dtype=torch.float64) * 4
@@ -291,6 +293,8 @@ def test_concat_elu_matches_elu_of_the_concatenation_in_values_and_gradients(dty
         x = x.contiguous(memory_format=torch.channels_last)
     elif layout == "strided":
         x = x[..., 1:8]
+    elif layout == "channels_last_strided":  # a cropped convolution output
+        x = x.contiguous(memory_format=torch.channels_last)[..., :4, 1:8]
     x.requires_grad_()
     grad = torch.randn(x.shape[0], 12, *x.shape[2:], dtype=torch.float64).to(dtype)
     y = concat_elu(x)
@@ -306,7 +310,7 @@ def test_concat_elu_matches_elu_of_the_concatenation_in_values_and_gradients(dty
     # gradients: g1 elu'(x) - g2 elu'(-x), each term rounded once
     bound = 3 * ulp * (grad[:, :6].double().abs() + grad[:, 6:].double().abs())
     assert ((gx.double() - gx64).abs() <= bound).all()
-    if layout == "channels_last":
+    if layout.startswith("channels_last"):
         assert y.is_contiguous(memory_format=torch.channels_last)
 
 
