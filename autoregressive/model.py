@@ -205,12 +205,22 @@ class PixelCNNPP(nn.Module):
         xs = scale_pixels(x, self.config.num_bits, self.u_init.conv.bias.dtype)
         return torch.cat([xs, torch.ones_like(xs[:, :1])], dim=1)
 
+    def _channels_last(self) -> bool:
+        """Whether ``model.to(memory_format=torch.channels_last)`` was applied (the first
+        convolution's stored weight is in that layout)."""
+        weight = max((p for p in self.u_init.parameters() if p.dim() == 4), key=torch.numel)
+        return not weight.is_contiguous() and weight.is_contiguous(
+            memory_format=torch.channels_last
+        )
+
     def features(self, x: torch.Tensor, h: torch.Tensor | None = None) -> torch.Tensor:
         """Network output before the head: pixels ``[B, C, H, W]`` -> ``[B, F, H, W]``.
 
         ``h`` is the conditioning vector from ``check_inputs``; no validation here.
         """
         xp = self.scaled_input(x)
+        if self._channels_last():  # activations follow the weights' layout
+            xp = xp.contiguous(memory_format=torch.channels_last)
         us = [down_shift(self.u_init(xp))]
         uls = [down_shift(self.ul_init_above(xp)) + right_shift(self.ul_init_left(xp))]
         for s, stage in enumerate(self.up):

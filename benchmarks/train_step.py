@@ -7,11 +7,11 @@ Configurations: (a) C=3, 32x32, 64 filters, 2 blocks per stage, 10 mixtures, bat
 (b) the CPU ``demo`` preset (Fashion-MNIST 28x28x1, its own width, depth and batch size).
 Candidates: ``port`` (benchmarks/reference_port.py: same architecture and parameter count),
 ``ours`` (eager, NCHW), ``ours_channels_last``, ``ours_compile`` (``torch.compile`` with
-inductor; compile time reported apart from the steady-state step time), and the same in
-bfloat16 autocast (``ours_bf16``, ``ours_bf16_compile``; native on CPUs with AVX512-BF16 or
-AMX and on GPUs; the likelihood stays float32). Every candidate
-trains with dropout as configured, the paper's Adam settings, on the same batch (the port
-with ``torch.optim.Adam``'s default implementation, ours with the fused one the training loop
+inductor; compile time reported apart from the steady-state step time), and in bfloat16
+autocast ``ours_bf16``, ``ours_bf16_channels_last``, ``ours_bf16_compile`` (native on CPUs
+with AVX512-BF16 or AMX and on GPUs; the likelihood stays float32). Every candidate trains
+with dropout as configured, the paper's Adam settings, on the same batch (the port with
+``torch.optim.Adam``'s default implementation, ours with the fused one the training loop
 uses).
 
 The loader line times what the training loop does per step for the demo preset on the real
@@ -86,6 +86,7 @@ def candidates(config: PixelCNNConfig, batch: int, device: torch.device, use_com
         ("ours_channels_last", True, False, False),
         ("ours_compile", False, True, False),
         ("ours_bf16", False, False, True),
+        ("ours_bf16_channels_last", True, False, True),
         ("ours_bf16_compile", False, True, True),
     ):
         if compiled and not use_compile:
@@ -167,13 +168,13 @@ def main() -> None:
         print(
             f"device={report['device']} threads={report['threads']} torch={report['torch']} median of {args.repeats}"
         )
-        header = f"{'config':<26} {'candidate':<20} {'s/step':>8} {'img/s':>8} {'peak MiB':>9} {'params':>10} {'vs port':>8}"
+        header = f"{'config':<26} {'candidate':<24} {'s/step':>8} {'img/s':>8} {'peak MiB':>9} {'params':>10} {'vs port':>8}"
         print(header)
         print("-" * len(header))
         for label, entry in report["configs"].items():
             for name, r in entry["results"].items():
                 print(
-                    f"{label:<26} {name:<20} {r['seconds']:>8.3f} {r['images_per_sec']:>8.1f} {r['peak_mib']:>9.1f} "
+                    f"{label:<26} {name:<24} {r['seconds']:>8.3f} {r['images_per_sec']:>8.1f} {r['peak_mib']:>9.1f} "
                     f"{r['parameters']:>10,} {r['speedup_vs_port']:>7.2f}x"
                 )
             for name, seconds in entry["compile_seconds"].items():

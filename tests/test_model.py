@@ -215,6 +215,27 @@ def test_forward_backward_gives_finite_gradients_everywhere():
         assert torch.isfinite(p.grad).all(), name
 
 
+def test_channels_last_model_runs_its_activations_channels_last_with_the_same_result():
+    config = tiny(image_shape=(3, 5, 6), num_filters=6, num_stages=3, num_classes=2)
+    reference = randomized(PixelCNNPP(config)).to(DTYPE).eval()
+    model = randomized(PixelCNNPP(config)).to(DTYPE).eval()
+    model = model.to(memory_format=torch.channels_last)
+    layouts = []
+
+    def record(module, args):
+        layouts.append(args[0].is_contiguous(memory_format=torch.channels_last))
+
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+            module.register_forward_pre_hook(record)
+    x = pixels(config, 3)
+    labels, _ = conditioning(config, 3)
+    expected = reference(x, labels).log_prob(x)
+    got = model(x, labels).log_prob(x)
+    assert layouts and all(layouts), f"{layouts.count(False)} of {len(layouts)} not channels_last"
+    torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-10)
+
+
 # -- causality ----------------------------------------------------------------------------------
 
 CAUSALITY_CASES = [
