@@ -257,6 +257,28 @@ class Dropout(nn.Module):
         return f"p={self.p}"
 
 
+class PointwiseConv2d(nn.Conv2d):
+    """A 1x1 convolution that runs as one batched matrix product on channels-first input
+    (``bias + W @ x[b]`` over the ``H W`` positions of each image), which on CPU is about
+    twice as fast as oneDNN's 1x1 convolution there, forward and backward; other layouts
+    (channels_last) take the convolution. Same parameters and state dict as ``nn.Conv2d``."""
+
+    def __init__(self, in_channels: int, out_channels: int, bias: bool = True):
+        super().__init__(in_channels, out_channels, kernel_size=1, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4 or not x.is_contiguous() or x.shape[1] != self.in_channels:
+            return super().forward(x)  # channels_last, or a shape the convolution will reject
+        b, c, h, w = x.shape
+        weight = self.weight.reshape(1, self.out_channels, c).expand(b, -1, -1)
+        columns = x.view(b, c, h * w)
+        if self.bias is None:
+            y = torch.bmm(weight, columns)
+        else:
+            y = torch.baddbmm(self.bias.view(1, -1, 1).expand(b, -1, 1), weight, columns)
+        return y.view(b, self.out_channels, h, w)
+
+
 class NetworkInNetwork(nn.Module):
     """A 1x1 convolution ("nin"): ``[B, F_in, H, W] -> [B, F_out, H, W]``, position-wise."""
 
@@ -264,7 +286,9 @@ class NetworkInNetwork(nn.Module):
         self, in_channels: int, out_channels: int, weight_norm: bool = True, init_scale: float = 1.0
     ):
         super().__init__()
-        self.conv = weight_normed(nn.Conv2d(in_channels, out_channels, 1), weight_norm, init_scale)
+        self.conv = weight_normed(
+            PointwiseConv2d(in_channels, out_channels), weight_norm, init_scale
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(x)

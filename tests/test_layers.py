@@ -23,7 +23,7 @@ from pixelcnnpp.autoregressive import (
     down_shift,
     right_shift,
 )
-from pixelcnnpp.autoregressive.layers import dropout_mask
+from pixelcnnpp.autoregressive.layers import PointwiseConv2d, dropout_mask
 
 DTYPE = torch.float64
 
@@ -324,6 +324,41 @@ def test_concat_elu_is_twice_differentiable():
 def test_concat_elu_needs_a_channel_dimension(bad):
     with pytest.raises(ValueError, match="channel dimension"):
         concat_elu(bad)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "strided", "one_pixel"])
+def test_pointwise_conv_is_the_1x1_convolution_in_values_and_gradients(bias, layout):
+    torch.manual_seed(13)
+    layer = PointwiseConv2d(6, 5, bias=bias).to(DTYPE)
+    x = torch.randn(3, 6, 4, 7, dtype=DTYPE)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+        layer = layer.to(memory_format=torch.channels_last)
+    elif layout == "strided":
+        x = x[..., 1:5]
+    elif layout == "one_pixel":
+        x = x[:, :, :1, :1].contiguous()
+    x.requires_grad_()
+    grad = torch.randn(x.shape[0], 5, *x.shape[2:], dtype=DTYPE)
+    y = layer(x)
+    expected = F.conv2d(x, layer.weight, layer.bias)
+    torch.testing.assert_close(y, expected, rtol=1e-12, atol=1e-12)
+    got = torch.autograd.grad(y, [x, *layer.parameters()], grad)
+    want = torch.autograd.grad(expected, [x, *layer.parameters()], grad)
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_pointwise_conv_under_bf16_autocast_and_its_errors():
+    layer = PointwiseConv2d(4, 3)
+    x = torch.randn(2, 4, 3, 3)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = layer(x)
+    assert y.dtype == torch.bfloat16
+    torch.testing.assert_close(y.float(), layer(x), rtol=2e-2, atol=2e-2)
+    with pytest.raises(RuntimeError, match="channels"):
+        layer(torch.randn(2, 5, 3, 3))  # the convolution's own message names the mismatch
 
 
 def test_network_in_network_is_position_wise():
