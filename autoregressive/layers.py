@@ -258,16 +258,22 @@ class Dropout(nn.Module):
 
 
 class PointwiseConv2d(nn.Conv2d):
-    """A 1x1 convolution that runs as one batched matrix product on channels-first input
-    (``bias + W @ x[b]`` over the ``H W`` positions of each image), which on CPU is about
-    twice as fast as oneDNN's 1x1 convolution there, forward and backward; other layouts
-    (channels_last) take the convolution. Same parameters and state dict as ``nn.Conv2d``."""
+    """A 1x1 convolution that runs as one batched matrix product on channels-first CPU input
+    (``bias + W @ x[b]`` over the ``H W`` positions of each image), faster there than
+    oneDNN's 1x1 convolution forward and backward (``benchmarks/layers.py``); other
+    devices and layouts (channels_last) take the convolution. Same parameters and state dict
+    as ``nn.Conv2d``."""
 
     def __init__(self, in_channels: int, out_channels: int, bias: bool = True):
         super().__init__(in_channels, out_channels, kernel_size=1, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 4 or not x.is_contiguous() or x.shape[1] != self.in_channels:
+        if (
+            x.device.type != "cpu"
+            or x.dim() != 4
+            or not x.is_contiguous()
+            or x.shape[1] != self.in_channels
+        ):
             return super().forward(x)  # channels_last, or a shape the convolution will reject
         b, c, h, w = x.shape
         weight = self.weight.reshape(1, self.out_channels, c).expand(b, -1, -1)
