@@ -3,12 +3,14 @@
 >>> from pixelcnnpp.autoregressive import PixelCNNPP, PixelCNNConfig, check_causality
 """
 
-from .blocks import GatedResnet, build_block, get_block, list_blocks, register_block
+from .blocks import BLOCKS, GatedResnet, build_block, get_block, list_blocks, register_block
 from .causality import CausalityError, check_causality, verify_block
 from .config import PixelCNNConfig
 from .layers import (
+    NONLINEARITIES,
     Dropout,
     NetworkInNetwork,
+    Nonlinearity,
     ShiftedConv2d,
     ShiftedConvTranspose2d,
     concat_elu,
@@ -18,10 +20,13 @@ from .layers import (
 from .model import PixelCNNPP
 
 __all__ = [
+    "BLOCKS",
+    "NONLINEARITIES",
     "CausalityError",
     "Dropout",
     "GatedResnet",
     "NetworkInNetwork",
+    "Nonlinearity",
     "PixelCNNConfig",
     "PixelCNNPP",
     "ShiftedConv2d",

@@ -12,13 +12,17 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from pixelcnnpp.likelihoods import Registry
+from pixelcnnpp.registry import Registry
 
 from .layers import Dropout, NetworkInNetwork, ShiftedConv2d, get_nonlinearity
 
 STREAMS = ("u", "ul")
 
 BLOCKS = Registry("block", entry_point_group="pixelcnnpp.blocks")
+CONTRACT_HINT = (
+    "; the block contract's keywords are channels, stream, skip_channels, dropout, cond_dim, "
+    "nonlinearity, weight_norm (see register_block)"
+)
 
 
 def register_block(
@@ -99,13 +103,7 @@ def build_block(
         "nonlinearity": nonlinearity,
         "weight_norm": weight_norm,
     }
-    try:
-        block = BLOCKS.create(name, required, optional)
-    except TypeError as error:
-        raise ValueError(
-            f"block {name!r} could not be built with the block contract's keywords (channels, "
-            f"stream, skip_channels, dropout, cond_dim, nonlinearity, weight_norm): {error}"
-        ) from error
+    block = BLOCKS.create(name, required, optional, hint=CONTRACT_HINT)
     if not isinstance(block, nn.Module):
         raise ValueError(
             f"block {name!r} must build an nn.Module, its factory returned {type(block).__name__}"

@@ -13,11 +13,14 @@ Axis key: ``B`` batch, ``F`` channels (filters), ``H, W`` height and width.
 from __future__ import annotations
 
 import functools
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm as apply_weight_norm
+
+from pixelcnnpp.registry import Registry
 
 
 class _ConcatElu(torch.autograd.Function):
@@ -70,18 +73,30 @@ def concat_elu(x: torch.Tensor) -> torch.Tensor:
     return _ConcatElu.apply(x)
 
 
-NONLINEARITIES = {"concat_elu": (concat_elu, 2), "elu": (F.elu, 1)}
-"""Name -> (function, channel multiplier of its output)."""
+class Nonlinearity(NamedTuple):
+    """An activation a config can name: ``function`` maps ``[B, F, H, W]`` to
+    ``[B, channel_multiplier * F, H, W]``."""
+
+    function: object
+    channel_multiplier: int
 
 
-def get_nonlinearity(name: str):
-    """``(function, channel multiplier)`` of a nonlinearity named in the config."""
-    try:
-        return NONLINEARITIES[name]
-    except KeyError:
+def _check_nonlinearity(name: str, obj: object) -> None:
+    if not isinstance(obj, Nonlinearity) or not callable(obj.function):
         raise ValueError(
-            f"unknown nonlinearity {name!r}; known: {', '.join(map(repr, NONLINEARITIES))}"
-        ) from None
+            f"nonlinearity {name!r} must be a Nonlinearity(function, channel_multiplier), "
+            f"got {obj!r}"
+        )
+
+
+NONLINEARITIES = Registry("nonlinearity", check=_check_nonlinearity)
+NONLINEARITIES.register("concat_elu", Nonlinearity(concat_elu, 2))
+NONLINEARITIES.register("elu", Nonlinearity(F.elu, 1))
+
+
+def get_nonlinearity(name: str) -> Nonlinearity:
+    """``(function, channel multiplier)`` of a nonlinearity named in the config."""
+    return NONLINEARITIES.get(name)
 
 
 def down_shift(x: torch.Tensor) -> torch.Tensor:

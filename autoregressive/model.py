@@ -94,17 +94,11 @@ class PixelCNNPP(nn.Module):
             )
             for _ in range(config.num_stages - 1)
         )
-        try:
-            self.head = LIKELIHOODS.create(
-                config.likelihood,
-                {"num_channels": c, "num_bits": config.num_bits, **config.likelihood_kwargs},
-                {"in_channels": f, "weight_norm": wn},
-            )
-        except TypeError as error:
-            raise ValueError(
-                f"likelihood {config.likelihood!r} does not accept likelihood_kwargs "
-                f"{config.likelihood_kwargs}: {error}"
-            ) from error
+        self.head = LIKELIHOODS.create(
+            config.likelihood,
+            {"num_channels": c, "num_bits": config.num_bits, **config.likelihood_kwargs},
+            {"in_channels": f, "weight_norm": wn},
+        )
 
     # -- inputs ----------------------------------------------------------------------------------
 

@@ -14,8 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from pixelcnnpp.autoregressive import build_block, get_block, list_blocks
-from pixelcnnpp.likelihoods import list_likelihoods
-from pixelcnnpp.likelihoods.heads import LIKELIHOODS
+from pixelcnnpp.likelihoods import LIKELIHOODS, list_likelihoods
 from pixelcnnpp.training import dataset_status, get_dataset_spec, list_datasets, load_checkpoint
 from pixelcnnpp.training.checkpoint import resolve_checkpoint
 

@@ -13,8 +13,8 @@ from typing import Annotated, Any, Literal
 
 import typer
 
-from pixelcnnpp.autoregressive import list_blocks
-from pixelcnnpp.likelihoods import list_likelihoods
+from pixelcnnpp.autoregressive import BLOCKS
+from pixelcnnpp.likelihoods import LIKELIHOODS
 from pixelcnnpp.training import PRESETS, TrainConfig, preset
 from pixelcnnpp.training.compare import config_for_dataset
 from pixelcnnpp.training.config import DEVICES, PRECISIONS
@@ -31,7 +31,7 @@ DATA, MODEL, OPTIMISATION, SCHEDULE, HARDWARE, EXTEND = (
 # -- option types --------------------------------------------------------------------------------
 
 PresetName = Annotated[
-    Literal[tuple(PRESETS)] | None,
+    Literal[tuple(PRESETS.names())] | None,
     typer.Option(
         "--preset",
         help="Starting configuration: demo (Fashion-MNIST, ~10 min on a CPU), small (CIFAR-10, one "
@@ -287,9 +287,6 @@ def resume_overrides(
 
 def check_names(likelihood: str | None = None, block: str | None = None) -> None:
     """Fail early, listing the known names, if a likelihood or block is not registered."""
-    for kind, name, known in (
-        ("likelihood", likelihood, list_likelihoods),
-        ("block", block, list_blocks),
-    ):
-        if name is not None and name not in known():
-            raise ValueError(f"unknown {kind} {name!r}; known {kind}s: {', '.join(known())}")
+    for registry, name in ((LIKELIHOODS, likelihood), (BLOCKS, block)):
+        if name is not None:
+            registry.get(name)

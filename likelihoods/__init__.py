@@ -5,6 +5,7 @@
 
 from .discrete import MAX_JOINT_ENUMERATION, DiscretePixelDistribution, PixelSummary
 from .heads import (
+    LIKELIHOODS,
     DiscretizedLogisticMixtureHead,
     LikelihoodHead,
     PixelSoftmaxHead,
@@ -15,10 +16,10 @@ from .heads import (
 from .metrics import bits_per_dim
 from .mixture import DiscretizedLogisticMixture
 from .pixels import num_levels, num_pairs, scale_pixels, validate_pixels
-from .registry import Registry
 from .softmax import PixelSoftmax
 
 __all__ = [
+    "LIKELIHOODS",
     "MAX_JOINT_ENUMERATION",
     "DiscretePixelDistribution",
     "DiscretizedLogisticMixture",
@@ -27,7 +28,6 @@ __all__ = [
     "PixelSoftmax",
     "PixelSoftmaxHead",
     "PixelSummary",
-    "Registry",
     "bits_per_dim",
     "get_likelihood",
     "list_likelihoods",

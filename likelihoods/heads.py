@@ -11,9 +11,10 @@ from torch import nn
 from torch.distributions import Distribution
 from torch.nn.utils.parametrizations import weight_norm as apply_weight_norm
 
+from pixelcnnpp.registry import Registry
+
 from .mixture import DiscretizedLogisticMixture
 from .pixels import check_num_bits, num_levels, num_pairs
-from .registry import Registry
 from .softmax import PixelSoftmax
 
 LIKELIHOODS = Registry("likelihood", entry_point_group="pixelcnnpp.likelihoods")
@@ -33,8 +34,9 @@ def register_likelihood(name: str, factory=None, *, override: bool = False):
 
 
 def get_likelihood(name: str, **kwargs) -> nn.Module:
-    """Build the head registered under ``name`` with ``kwargs`` (unknown names list the known)."""
-    return LIKELIHOODS.get(name)(**kwargs)
+    """Build the head registered under ``name`` with ``kwargs``; unknown names list the known
+    ones, keywords the head does not take name the ones it does."""
+    return LIKELIHOODS.create(name, kwargs)
 
 
 def list_likelihoods() -> list[str]:

@@ -91,16 +91,13 @@ def install(root: Path, dist: str, entry_points: dict[str, str], modules: dict[s
 
 
 @pytest.fixture
-def site(tmp_path, monkeypatch):
+def site(tmp_path, monkeypatch, registries):
     """A temporary site directory on ``sys.path`` and a registry that has not yet looked for
     entry points; both restored, and the plugin modules forgotten, afterwards."""
     BLOCKS.names()  # finish any pending discovery of the real environment first
-    saved = dict(BLOCKS._factories)
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setattr(BLOCKS, "_discovered", False)
     yield tmp_path
-    BLOCKS._factories.clear()
-    BLOCKS._factories.update(saved)
     for name in list(sys.modules):
         if name.split(".")[0] in ("my_blocks", "no_such_module_for_pixelcnnpp"):
             del sys.modules[name]
@@ -109,7 +106,7 @@ def site(tmp_path, monkeypatch):
 
 def test_entry_point_block_is_discovered_on_first_read_and_usable(site):
     install(site, "my_blocks", {"my_block": "my_blocks.block:MyBlock"}, PLUGIN)
-    assert "my_block" not in BLOCKS._factories  # nothing is loaded before the registry is read
+    assert "my_block" not in BLOCKS._entries  # nothing is loaded before the registry is read
     assert "my_blocks.block" not in sys.modules
 
     names = list_blocks()

@@ -25,7 +25,6 @@ from pixelcnnpp.autoregressive import (
     list_blocks,
     register_block,
 )
-from pixelcnnpp.autoregressive.blocks import BLOCKS
 
 DTYPE = torch.float64
 F_ = 4  # channels of the stream in the contract tests
@@ -34,23 +33,9 @@ COND_CASES = [None, 3]
 
 
 @pytest.fixture
-def register():
-    """``register_block`` that undoes itself: names a test registers are removed (or their
-    previous factory restored) when the test ends."""
-    BLOCKS.names()  # discover entry points now, so cleanup does not race discovery
-    previous: dict[str, object] = {}
-
-    def add(name, factory=None, **kwargs):
-        if name not in previous:
-            previous[name] = BLOCKS._factories.get(name)
-        return register_block(name, factory, **kwargs)
-
-    yield add
-    for name, factory in previous.items():
-        if factory is None:
-            BLOCKS._factories.pop(name, None)
-        else:
-            BLOCKS._factories[name] = factory
+def register(registries):
+    """``register_block`` that undoes itself: the registry is restored when the test ends."""
+    return register_block
 
 
 class ContractBlock(nn.Module):

@@ -29,7 +29,6 @@ from pixelcnnpp.autoregressive import GatedResnet
 from pixelcnnpp.autoregressive.blocks import BLOCKS
 from pixelcnnpp.cli import app, reference
 from pixelcnnpp.cli import inspect as inspect_command
-from pixelcnnpp.likelihoods.heads import LIKELIHOODS
 from pixelcnnpp.training import PRESETS, datasets, load_checkpoint
 from pixelcnnpp.training import loop as loop_module
 
@@ -135,9 +134,9 @@ def conditional_run(data_root, tmp_path_factory) -> Path:
 
 
 def test_train_with_no_options_trains_the_demo_preset_on_fashion_mnist(
-    data_root, tmp_path, monkeypatch
+    data_root, tmp_path, monkeypatch, registries
 ):
-    demo = PRESETS["demo"]
+    demo = PRESETS.get("demo")
 
     def tiny_demo():  # the demo preset, shrunk to seconds; everything else as shipped
         return demo().replace(
@@ -155,7 +154,7 @@ def test_train_with_no_options_trains_the_demo_preset_on_fashion_mnist(
             }
         )
 
-    monkeypatch.setitem(PRESETS, "demo", tiny_demo)
+    PRESETS.register("demo", tiny_demo, override=True)
     monkeypatch.setenv("PIXELCNNPP_DATA", str(data_root))
     monkeypatch.chdir(tmp_path)
     result = invoke("train")
@@ -431,14 +430,12 @@ register_likelihood("cli_test_softmax", PixelSoftmaxHead)
 
 
 @pytest.fixture
-def plugin_in_cwd(tmp_path, monkeypatch):
+def plugin_in_cwd(tmp_path, monkeypatch, registries):
     """``cli_test_plugin.py`` in the current folder; registry, sys.path, modules restored."""
     (tmp_path / "cli_test_plugin.py").write_text(PLUGIN)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "path", list(sys.path))
     yield "cli_test_plugin"
-    BLOCKS._factories.pop("cli_test_block", None)
-    LIKELIHOODS._factories.pop("cli_test_softmax", None)
     sys.modules.pop("cli_test_plugin", None)
 
 
@@ -466,7 +463,10 @@ def test_a_plugin_that_fails_to_import_is_exit_2_naming_it(tmp_path, monkeypatch
     ("args", "expected"),
     [
         (["train", "--preset", "large"], ["--preset", "demo", "small", "paper"]),
-        (["train", "--likelihood", "gaussian"], ["unknown likelihood 'gaussian'", "dmol, softmax"]),
+        (
+            ["train", "--likelihood", "gaussian"],
+            ["unknown likelihood 'gaussian'", "'dmol', 'softmax'"],
+        ),
         (["train", "--block", "transformer"], ["unknown block 'transformer'", "gated_resnet"]),
         (
             ["train", "--dataset", "celeba"],

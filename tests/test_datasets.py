@@ -22,7 +22,7 @@ import scipy.io
 import torch
 from PIL import Image
 
-from pixelcnnpp.training import datasets
+from pixelcnnpp.training import DATASETS, datasets
 from pixelcnnpp.training.data_formats import load_array_pickle
 from pixelcnnpp.training.datasets import (
     DatasetError,
@@ -773,8 +773,7 @@ def test_every_registered_dataset_is_described(name):
             assert remote.size > 0
 
 
-def test_register_duplicate_and_override(tmp_path, monkeypatch):
-    monkeypatch.setattr(datasets, "_DATASETS", dict(datasets._DATASETS))
+def test_register_duplicate_and_override(tmp_path, registries):
     base = get_dataset_spec("npz")
 
     @register_dataset("my-arrays")
@@ -863,11 +862,11 @@ def fashion_mnist_served(tmp_path, monkeypatch) -> dict[str, tuple]:
             file.as_uri(), hashlib.sha256(data).hexdigest(), len(data)
         )
     spec = dataclasses.replace(get_dataset_spec("fashion-mnist"), downloads=downloads)
-    monkeypatch.setitem(datasets._DATASETS, "fashion-mnist", spec)
+    DATASETS.register("fashion-mnist", spec, override=True)
     return arrays
 
 
-def test_load_dataset_downloads_when_missing(tmp_path, monkeypatch):
+def test_load_dataset_downloads_when_missing(tmp_path, monkeypatch, registries):
     arrays = fashion_mnist_served(tmp_path, monkeypatch)
     ds = load_dataset("fashion-mnist", "test", data_dir=tmp_path / "dl", download=True)
     assert torch.equal(ds.images[:, 0], torch.from_numpy(arrays["test"][0]))
@@ -883,11 +882,11 @@ def test_load_dataset_downloads_when_missing(tmp_path, monkeypatch):
     assert len(load_dataset("fashion-mnist", validation_size=0)) == 12
 
 
-def test_download_refuses_a_file_without_digest(tmp_path, monkeypatch):
+def test_download_refuses_a_file_without_digest(tmp_path, registries):
     spec = get_dataset_spec("svhn")
     downloads = dict(spec.downloads)
     downloads["test_32x32.mat"] = RemoteFile("file:///nowhere/test_32x32.mat", None)
-    monkeypatch.setitem(datasets._DATASETS, "svhn", dataclasses.replace(spec, downloads=downloads))
+    DATASETS.register("svhn", dataclasses.replace(spec, downloads=downloads), override=True)
     with pytest.raises(DatasetError, match=re.escape("no published SHA-256 for test_32x32.mat")):
         load_dataset("svhn", "test", data_dir=tmp_path, download=True)
     assert list(tmp_path.iterdir()) == []

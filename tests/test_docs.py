@@ -75,21 +75,11 @@ def page_id(page: Path) -> str:
 
 
 @pytest.fixture
-def isolated(tmp_path, monkeypatch):
+def isolated(tmp_path, monkeypatch, registries):
     """A temporary working directory; registries and the torch random state restored after."""
-    from pixelcnnpp.autoregressive.blocks import BLOCKS
-    from pixelcnnpp.likelihoods.heads import LIKELIHOODS
-    from pixelcnnpp.training import datasets
-
-    registries = [BLOCKS._factories, LIKELIHOODS._factories, datasets._DATASETS]
-    BLOCKS.names(), LIKELIHOODS.names()  # load entry points first, so they are kept
-    saved = [dict(r) for r in registries]
     monkeypatch.chdir(tmp_path)
     with torch.random.fork_rng():
         yield tmp_path
-    for registry, before in zip(registries, saved, strict=True):
-        registry.clear()
-        registry.update(before)
 
 
 @pytest.mark.parametrize("page", PAGES, ids=page_id)

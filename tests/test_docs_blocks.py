@@ -33,12 +33,8 @@ def fenced_blocks(path: Path, language: str) -> list[tuple[int, str]]:
 
 
 @pytest.fixture
-def restored_registry():
+def restored_registry(registries):
     BLOCKS.names()
-    saved = dict(BLOCKS._factories)
-    yield
-    BLOCKS._factories.clear()
-    BLOCKS._factories.update(saved)
 
 
 def test_every_fence_is_tagged():

@@ -10,7 +10,6 @@ from pixelcnnpp.likelihoods import (
     DiscretizedLogisticMixture,
     DiscretizedLogisticMixtureHead,
     PixelSoftmax,
-    Registry,
     get_likelihood,
     list_likelihoods,
     register_likelihood,
@@ -124,20 +123,3 @@ def test_register_override_and_restore():
     finally:
         register_likelihood("dmol", DiscretizedLogisticMixtureHead, override=True)
     assert type(get_likelihood("dmol", num_channels=1)) is DiscretizedLogisticMixtureHead
-
-
-def test_registry_decorator_same_factory_and_unknown_names():
-    registry = Registry("widget")
-
-    @registry.register("b")
-    def b():
-        return "b"
-
-    assert registry.register("b", b) is b  # the same factory again is no conflict
-    registry.register("a", lambda: "a")
-    assert registry.names() == ["a", "b"]
-    assert "a" in registry and "c" not in registry
-    with pytest.raises(ValueError, match=r"unknown widget 'c'; known widgets: 'a', 'b'"):
-        registry.get("c")
-    with pytest.raises(ValueError, match=r"widget 'b' must be a class or function, got int"):
-        registry.register("b", 3, override=True)

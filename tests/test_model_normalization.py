@@ -102,12 +102,12 @@ class LeakyConvBlock(nn.Module):
 
 
 @pytest.mark.parametrize(("likelihood", "kwargs"), LIKELIHOODS, ids=[n for n, _ in LIKELIHOODS])
-def test_a_leaking_model_does_not_sum_to_one(monkeypatch, likelihood, kwargs):
+def test_a_leaking_model_does_not_sum_to_one(monkeypatch, registries, likelihood, kwargs):
     """With the build-time check switched off, a leaky block gives a total far from 1; so the
     tolerance above would catch a leak of this size."""
     from pixelcnnpp.autoregressive.blocks import BLOCKS
 
-    monkeypatch.setitem(BLOCKS._factories, "test_normalization_leaky", LeakyConvBlock)
+    BLOCKS.register("test_normalization_leaky", LeakyConvBlock)
     monkeypatch.setattr(model_module, "verify_block", lambda *args: None)
     model = build((2, 2, 3), 1, likelihood, kwargs, block="test_normalization_leaky")
     total, _ = total_log_probability(model, None)

@@ -196,8 +196,8 @@ class ShiftedResidualBlock(nn.Module):
         return out
 
 
-def test_blocks_without_incremental_context_fall_back_to_naive(monkeypatch):
-    monkeypatch.setitem(BLOCKS._factories, "test_no_context", ShiftedResidualBlock)
+def test_blocks_without_incremental_context_fall_back_to_naive(registries):
+    BLOCKS.register("test_no_context", ShiftedResidualBlock)
     model = make((2, 4, 3), 2, 1, "dmol", 8, 2, None, block="test_no_context")
     with pytest.warns(UserWarning, match=r"ShiftedResidualBlock does not.*method='naive'"):
         cached = draw(model, 2, "cached")
@@ -237,8 +237,10 @@ class DeepBlock(nn.Module):
 
 
 @pytest.mark.parametrize(("shape", "stages"), [((2, 6, 7), 3), ((1, 9, 5), 2), ((3, 2, 2), 3)])
-def test_cached_sampling_keeps_enough_rows_for_a_deeper_block(monkeypatch, shape, stages):
-    monkeypatch.setitem(BLOCKS._factories, "test_deep", DeepBlock)
+def test_cached_sampling_keeps_enough_rows_for_a_deeper_block(
+    monkeypatch, registries, shape, stages
+):
+    BLOCKS.register("test_deep", DeepBlock)
     buffers = _record_row_buffers(monkeypatch)
     model = make(shape, stages, 2, "dmol", 3, None, None, block="test_deep")
     naive, cached = draw(model, 2, "naive"), draw(model, 2, "cached")

@@ -13,6 +13,7 @@ from .checkpoint import (
 )
 from .config import PRESETS, TrainConfig, preset
 from .datasets import (
+    DATASETS,
     DatasetError,
     DatasetSpec,
     PixelDataset,
@@ -31,6 +32,7 @@ from .metrics import MetricsLog, read_metrics
 from .reporting import Reporter, RichReporter
 
 __all__ = [
+    "DATASETS",
     "PRESETS",
     "CheckpointError",
     "CheckpointManager",

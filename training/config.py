@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pixelcnnpp.autoregressive import PixelCNNConfig
+from pixelcnnpp.registry import Registry
 
 PRECISIONS = ("fp32", "bf16", "auto")
 DEVICES = ("auto", "cpu", "cuda")
@@ -150,6 +151,11 @@ def _check(name, value, kind, minimum=None, maximum=None, strict=False, optional
         raise ValueError(f"{name} must be <= {maximum}, got {value!r}")
 
 
+PRESETS = Registry("preset")
+"""Named starting configurations: functions returning a ``TrainConfig``."""
+
+
+@PRESETS.register("demo")
 def _demo() -> TrainConfig:
     # Sized for 10 minutes on 2 CPU cores with Fashion-MNIST (28x28x1): a narrow, shallow
     # PixelCNN++ sees ~10x more images in that time than the paper's model would.
@@ -176,6 +182,7 @@ def _demo() -> TrainConfig:
     )
 
 
+@PRESETS.register("small")
 def _small() -> TrainConfig:
     # One GPU for a few hours: the paper's architecture at half width.
     return TrainConfig(
@@ -190,6 +197,7 @@ def _small() -> TrainConfig:
     )
 
 
+@PRESETS.register("paper")
 def _paper() -> TrainConfig:
     # The paper's CIFAR-10 model: 160 filters, 5 blocks per stage, 10 mixtures, dropout 0.5,
     # batch 16 per GPU on 8 GPUs (run under torchrun for the paper's global batch).
@@ -205,15 +213,7 @@ def _paper() -> TrainConfig:
     )
 
 
-PRESETS = {"demo": _demo, "small": _small, "paper": _paper}
-
-
 def preset(name: str) -> TrainConfig:
     """The ``TrainConfig`` of a named preset: ``demo`` (CPU, ~10 minutes), ``small`` (one GPU,
     hours), ``paper`` (the paper's CIFAR-10 settings)."""
-    try:
-        return PRESETS[name]()
-    except KeyError:
-        raise ValueError(
-            f"unknown preset {name!r}; known presets: {', '.join(map(repr, PRESETS))}"
-        ) from None
+    return PRESETS.get(name)()

@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from pixelcnnpp.registry import Registry
+
 from .data_formats import (
     CIFAR10,
     CIFAR100,
@@ -40,6 +42,7 @@ from .data_formats import (
 from .download import download_file
 
 __all__ = [
+    "DATASETS",
     "DATA_ENV",
     "SYSTEM_DATA_DIRS",
     "DatasetError",
@@ -104,7 +107,18 @@ class DatasetSpec:
 
 
 SpecFactory = Callable[[], DatasetSpec]
-_DATASETS: dict[str, DatasetSpec] = {}
+
+
+def _check_spec(name: str, spec: object) -> None:
+    if not isinstance(spec, DatasetSpec):
+        raise ValueError(f"dataset {name!r} must be a DatasetSpec, got {type(spec).__name__}")
+    if spec.name != name:
+        raise ValueError(f"dataset {name!r}: its DatasetSpec is named {spec.name!r}")
+
+
+DATASETS = Registry("dataset", entry_point_group="pixelcnnpp.datasets", check=_check_spec)
+"""Dataset name -> ``DatasetSpec``; installed packages add specs through the entry-point group
+``pixelcnnpp.datasets`` (each entry point names a ``DatasetSpec``)."""
 
 
 def register_dataset(name: str, *, override: bool = False) -> Callable[[SpecFactory], SpecFactory]:
@@ -126,13 +140,7 @@ def register_dataset(name: str, *, override: bool = False) -> Callable[[SpecFact
                 f"dataset {name!r}: {factory.__qualname__} must return a DatasetSpec, "
                 f"got {type(spec).__name__}"
             )
-        if spec.name != name:
-            raise ValueError(f"dataset {name!r}: its DatasetSpec is named {spec.name!r}")
-        if name in _DATASETS and not override:
-            raise ValueError(
-                f"dataset {name!r} is already registered; pass override=True to replace it"
-            )
-        _DATASETS[name] = spec
+        DATASETS.register(name, spec, override=override)
         return factory
 
     return add
@@ -140,17 +148,15 @@ def register_dataset(name: str, *, override: bool = False) -> Callable[[SpecFact
 
 def get_dataset_spec(name: str) -> DatasetSpec:
     """The :class:`DatasetSpec` registered as ``name``; unknown names list the known ones."""
-    spec = _DATASETS.get(name) if isinstance(name, str) else None
-    if spec is None:
-        raise DatasetError(
-            f"unknown dataset {name!r}; known datasets: {', '.join(list_datasets())}"
-        )
-    return spec
+    try:
+        return DATASETS.get(name)
+    except ValueError as error:
+        raise DatasetError(str(error)) from None
 
 
 def list_datasets() -> list[str]:
     """Registered dataset names, sorted."""
-    return sorted(_DATASETS)
+    return DATASETS.names()
 
 
 def default_data_dirs(name: str) -> list[Path]:
@@ -388,7 +394,7 @@ def load_dataset(
     }
     for key in options:
         if key not in spec.options:
-            takers = [n for n in list_datasets() if key in _DATASETS[n].options]
+            takers = [n for n in list_datasets() if key in DATASETS.get(n).options]
             raise DatasetError(f"{key} applies only to {', '.join(takers)}, not to {name}")
     if source_bits is not None:
         _check_int("source_bits", source_bits, 1, MAX_SOURCE_BITS)
