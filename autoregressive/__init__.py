@@ -18,6 +18,7 @@ from .layers import (
     right_shift,
 )
 from .model import PixelCNNPP
+from .precision import exact_float32, set_tf32
 
 __all__ = [
     "BLOCKS",
@@ -35,9 +36,11 @@ __all__ = [
     "check_causality",
     "concat_elu",
     "down_shift",
+    "exact_float32",
     "get_block",
     "list_blocks",
     "register_block",
     "right_shift",
+    "set_tf32",
     "verify_block",
 ]
