@@ -121,6 +121,11 @@ def weight_normed(
     if enabled:
         nn.init.normal_(module.weight, 0.0, 0.05)
         apply_weight_norm(module, dim=dim)
+        # torch gives the gain of a transposed conv (dim=1, shape [1, F, 1, 1]) the strides
+        # (1, 1, 1, 1); its gradient comes back with the standard (F, 1, 1, 1). DDP buckets
+        # the parameter's layout and copies every mismatched gradient, with a warning.
+        for p in module.parametrizations.weight.parameters():
+            p.data = torch.empty(p.shape, dtype=p.dtype, device=p.device).copy_(p.data)
     return module
 
 

@@ -74,7 +74,7 @@ def evaluate(
     path = resolve_checkpoint(checkpoint)
     state = load_checkpoint(path)
     model = model_from_checkpoint(
-        state, use_ema=not no_ema, device=resolve_device(device or "auto")
+        state, use_ema=not no_ema, device=resolve_device(device or "auto"), source=path
     )
     trained: dict[str, Any] = state.get("train_config") or {}
     data = _load_split(trained, dataset, split, data_dir, model.config.num_bits)

@@ -15,7 +15,13 @@ from rich.text import Text
 
 from pixelcnnpp.autoregressive import build_block, get_block, list_blocks
 from pixelcnnpp.likelihoods import LIKELIHOODS, list_likelihoods
-from pixelcnnpp.training import dataset_status, get_dataset_spec, list_datasets, load_checkpoint
+from pixelcnnpp.training import (
+    dataset_status,
+    get_dataset_spec,
+    list_datasets,
+    load_checkpoint,
+    model_config_of,
+)
 from pixelcnnpp.training.checkpoint import resolve_checkpoint
 
 from .evaluate import Checkpoint
@@ -81,7 +87,8 @@ def info(ctx: typer.Context, checkpoint: Checkpoint) -> None:
     path = resolve_checkpoint(checkpoint)
     state = load_checkpoint(path)
     trained: dict[str, Any] = dict(state.get("train_config") or {})
-    model = dict(state.get("model_config") or trained.pop("model", None) or {})
+    trained.pop("model", None)
+    model = dict(model_config_of(state))
     trained.pop("model", None)
     weights = state.get("model") or {}
     parameters = sum(t.numel() for t in weights.values() if isinstance(t, torch.Tensor))

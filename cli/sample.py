@@ -64,7 +64,9 @@ def sample(
     load_plugins(plugins)
     path = resolve_checkpoint(checkpoint)
     target = resolve_device(device or "auto")
-    model = model_from_checkpoint(load_checkpoint(path), use_ema=not no_ema, device=target)
+    model = model_from_checkpoint(
+        load_checkpoint(path), use_ema=not no_ema, device=target, source=path
+    )
     classes = parse_labels(labels, label, n, model.config.num_classes)
     generator = torch.Generator(device=target).manual_seed(seed)
     rows = model.config.image_shape[1]

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.text import Text
 
-from pixelcnnpp.training import TrainingError, TrainResult, new_run_dir
+from pixelcnnpp.training import DiskFullError, RunFolder, TrainingError, TrainResult, new_run_dir
 from pixelcnnpp.training import train as run_training
 
 from .options import (
@@ -190,6 +190,8 @@ def train(
         result = run_training(
             config, folder, resume=resume, overrides=overrides, reporter=session.reporter()
         )
+    except DiskFullError:
+        raise
     except TrainingError as error:
         where = f"the run folder {folder}" if folder else "the run folder"
         raise TrainingError(f"{error} ({where} is intact)") from error
@@ -260,7 +262,8 @@ def _run_folder_of(resume: Path) -> Path | None:
 
 
 def _check_unused(folder: Path) -> None:
-    if (folder / "config.json").exists() or (folder / "checkpoints").exists():
+    # a folder whose run never checkpointed holds nothing to keep: it is started anew
+    if RunFolder(folder).state() in ("checkpointed", "finished"):
         raise ValueError(
             f"run folder {folder} already holds a run; continue it with --resume {folder} "
             "or choose another --run-dir"

@@ -357,16 +357,38 @@ def test_bad_checkpoints_are_exit_2_naming_the_file(command, run_dir, tmp_path):
     foreign = tmp_path / "foreign.pt"
     torch.save({"weights": torch.zeros(2)}, foreign)
     (tmp_path / "empty-run").mkdir()
+    text = tmp_path / "notes.pt"
+    text.write_text("e" * 101)
+    pickled = tmp_path / "pickled.pt"
+    torch.save({"format": "pixelcnnpp-checkpoint", "x": _Opaque()}, pickled)
+    resized = tmp_path / "resized.pt"
+    state = load_checkpoint(run_dir)
+    state["train_config"]["model"]["num_filters"] += 1
+    torch.save(state, resized)
     cases = [
+        (text, "not a readable checkpoint: checkpoints are zip archives; this is a text file"),
+        (pickled, "objects other than tensors and plain values"),
         (tmp_path / "missing.pt", "not found"),
-        (garbage, "not a readable checkpoint"),
-        (truncated, "not a readable checkpoint"),
+        (garbage, "not a readable checkpoint: checkpoints are zip archives; this is 512 bytes"),
+        (truncated, "not a readable checkpoint: it begins as a zip archive"),
         (foreign, "not a pixelcnnpp checkpoint"),
         (tmp_path / "empty-run", "no checkpoint"),
     ]
+    if command != "info":  # info reads the config, not the weights
+        cases.append(
+            (
+                resized,
+                "weights do not fit its model config: 40 of another shape (u_init.conv.bias is (4,) in the file, (5,) in the model",
+            )
+        )
     for path, message in cases:
         result = invoke(command, path, code=2)
-        assert_one_error_line(result, message, path.name)
+        line = assert_one_error_line(result, message, path.name)
+        assert "weights_only" not in line and not line.rstrip().endswith(":"), line
+
+
+class _Opaque:
+    """An object that only full unpickling could restore."""
 
 
 # -- compare -----------------------------------------------------------------------------------------

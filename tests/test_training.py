@@ -482,3 +482,127 @@ def test_compare_refuses_to_run_under_torchrun(monkeypatch, tmp_path):
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(ValueError, match="one process"):
         compare(["dmol", "softmax"], ["fashion-mnist"], TrainConfig(), tmp_path)
+
+
+ENDINGS_SCRIPT = """
+import json, os, signal, sys, warnings
+from pathlib import Path
+import torch, torch.distributed as dist
+from pixelcnnpp.training import (
+    DistContext, Reporter, TrainConfig, TrainingError, evaluate, load_dataset, load_model, train,
+)
+from pixelcnnpp.training import loop
+
+dist.init_process_group("gloo")  # the caller's group: train() uses it and leaves it alone
+rank = dist.get_rank()
+root = Path(sys.argv[1])
+base = TrainConfig.from_dict(json.loads((root / "config.json").read_text()))
+out = {}
+
+
+def ended(result):
+    return {
+        "status": result.status,
+        "step": result.step,
+        "checkpoint": Path(result.checkpoint).name if result.checkpoint else None,
+        "validation": result.validation.num_images if result.validation else None,
+        "test": result.test.num_images if result.test else None,
+        "test_bpd": round(result.test.bits_per_dim, 6) if result.test else None,
+        "samples": (result.samples is not None) if rank == 0 else None,
+    }
+
+
+class SignalAtStep(Reporter):
+    # a real SIGTERM to this process only (rank 1), as a scheduler might send
+    def step(self, step, metrics):
+        if rank == 1 and step == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    out["on_checkpoint"] = ended(train(base.replace(max_steps=4, checkpoint_every=4), root / "a"))
+out["grad_stride_warnings"] = [str(w.message)[:80] for w in caught if "stride" in str(w.message)]
+out["off_checkpoint"] = ended(train(base.replace(max_steps=5, checkpoint_every=4), root / "b"))
+out["time_limit"] = ended(
+    train(base.replace(max_steps=None, max_minutes=0.002, checkpoint_every=1000), root / "c")
+)
+out["sigterm"] = ended(
+    train(base.replace(max_steps=50, checkpoint_every=1000), root / "d", reporter=SignalAtStep())
+)
+out["resumed"] = ended(train(resume=root / "d", overrides={"max_steps": 5}))
+
+# an evaluation with fewer images than processes: rank 1's share is empty
+model = load_model(root / "a")
+ctx = DistContext(rank, 2, rank, torch.device("cpu"))
+test = load_dataset("npz", "test", data_dir=base.data_dir)
+one = evaluate(model, test, max_images=1, ctx=ctx)
+out["one_image"] = [one.num_images, round(one.bits_per_dim, 6)]
+
+forward = loop._NegativeLogLikelihood.forward
+
+
+def nan_on_rank_1(self, x, labels=None):
+    nll = forward(self, x, labels)
+    return nll * float("nan") if rank == 1 else nll
+
+
+loop._NegativeLogLikelihood.forward = nan_on_rank_1
+try:
+    train(base.replace(max_steps=10, max_bad_steps=2), root / "e")
+    out["bad_steps"] = "no error"
+except TrainingError as error:
+    out["bad_steps"] = str(error).split(" (")[0]
+(root / f"rank{rank}.json").write_text(json.dumps(out, indent=1))
+dist.barrier()
+dist.destroy_process_group()
+"""
+
+
+@pytest.mark.slow
+def test_every_distributed_ending_is_the_same_on_both_ranks(tiny_npz, tmp_path):
+    """2 gloo ranks under torchrun: a run ends on and off a checkpoint step, at the time limit,
+    on a SIGTERM to one rank (then resumes), and on too many bad steps on one rank; each
+    ending is followed by validation, test evaluation and samples (or a clean stop), and both
+    ranks end the same way, with no collective left waiting."""
+    config = tiny_config(tiny_npz, num_samples=2, test_max_images=20)
+    (tmp_path / "config.json").write_text(json.dumps(config.to_dict()))
+    script = tmp_path / "endings.py"
+    script.write_text(ENDINGS_SCRIPT)
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+        "--master_port", str(free_port()), str(script), str(tmp_path),
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=400, env=env)
+    assert done.returncode == 0, done.stderr[-6000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    samples = {k: v.pop("samples") for k, v in ranks[0].items() if isinstance(v, dict)}
+    for v in ranks[1].values():
+        if isinstance(v, dict):
+            assert v.pop("samples") is None  # only rank 0 writes files
+    assert ranks[0] == ranks[1]
+    out = ranks[0]
+    assert samples == {
+        "on_checkpoint": True, "off_checkpoint": True, "time_limit": True, "sigterm": False,
+        "resumed": True,
+    }  # fmt: skip
+    assert out["on_checkpoint"] == {
+        "status": "completed", "step": 4, "checkpoint": "step-00000004.pt",
+        "validation": 40, "test": 20, "test_bpd": out["on_checkpoint"]["test_bpd"],
+    }  # fmt: skip
+    assert out["off_checkpoint"]["checkpoint"] == "step-00000005.pt"
+    assert out["off_checkpoint"]["validation"] == 40 and out["off_checkpoint"]["test"] == 20
+    assert out["time_limit"]["status"] == "time_limit" and out["time_limit"]["test"] == 20
+    assert out["sigterm"] == {
+        "status": "interrupted", "step": 3, "checkpoint": "step-00000003.pt",
+        "validation": None, "test": None, "test_bpd": None,
+    }  # fmt: skip
+    assert out["resumed"]["status"] == "completed" and out["resumed"]["step"] == 5
+    assert out["resumed"]["test"] == 20
+    assert out["one_image"][0] == 1
+    assert out["bad_steps"] == "2 steps in a row"
+    assert out["grad_stride_warnings"] == []
+    for run in "abc":
+        assert (tmp_path / run / "samples.png").is_file()
+        assert json.loads((tmp_path / run / "results.json").read_text())["test"]["num_images"] == 20

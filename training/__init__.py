@@ -8,6 +8,7 @@ from .checkpoint import (
     CheckpointManager,
     load_checkpoint,
     load_model,
+    model_config_of,
     model_from_checkpoint,
     save_checkpoint,
 )
@@ -27,25 +28,31 @@ from .datasets import (
 from .distributed import DistContext, init_distributed
 from .evaluation import EvalResult, confidence_interval, evaluate
 from .images import image_grid, plot_learning_curves, save_image_grid
-from .loop import TrainingError, TrainResult, new_run_dir, train
+from .loop import RESUME_OVERRIDES, TrainResult, train
 from .metrics import MetricsLog, read_metrics
 from .reporting import Reporter, RichReporter
+from .run_folder import DiskFullError, RunFolder, TrainingError, new_run_dir
+from .train_state import TrainState
 
 __all__ = [
     "DATASETS",
     "PRESETS",
+    "RESUME_OVERRIDES",
     "CheckpointError",
     "CheckpointManager",
     "DatasetError",
     "DatasetSpec",
+    "DiskFullError",
     "DistContext",
     "EvalResult",
     "MetricsLog",
     "PixelDataset",
     "Reporter",
     "RichReporter",
+    "RunFolder",
     "TrainConfig",
     "TrainResult",
+    "TrainState",
     "TrainingError",
     "confidence_interval",
     "dataset_status",
@@ -58,6 +65,7 @@ __all__ = [
     "load_checkpoint",
     "load_dataset",
     "load_model",
+    "model_config_of",
     "model_from_checkpoint",
     "new_run_dir",
     "plot_learning_curves",

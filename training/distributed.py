@@ -9,8 +9,11 @@ CPU. Multi-node runs are the usual torchrun invocation on every node with ``--nn
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
@@ -24,6 +27,7 @@ class DistContext:
     world_size: int = 1
     local_rank: int = 0
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    owns_group: bool = False  # this context created the process group (and destroys it)
 
     @property
     def is_main(self) -> bool:
@@ -34,26 +38,56 @@ class DistContext:
         return self.world_size > 1
 
 
-def resolve_device(preference: str = "auto", local_rank: int = 0) -> torch.device:
-    """``auto``: CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
+def resolve_device(
+    preference: str = "auto", local_rank: int = 0, launched: bool = False
+) -> torch.device:
+    """``auto``: CUDA when available, else CPU; ``cuda`` means GPU ``local_rank``.
+
+    ``cuda:N`` picks one GPU for a single process; under torchrun (``launched``) it would put
+    every process on the same GPU and is refused. A GPU index past the GPUs this process
+    sees (``CUDA_VISIBLE_DEVICES``) is refused with the index and the count.
+    """
     if preference == "auto":
         preference = "cuda" if torch.cuda.is_available() else "cpu"
-    if preference.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ValueError(
-                f"device {preference!r} was asked for but CUDA is not available; use --device cpu"
-            )
-        return torch.device(preference if ":" in preference else f"cuda:{local_rank}")
-    if preference != "cpu":
+    if preference == "cpu":
+        return torch.device("cpu")
+    if preference != "cuda" and not preference.startswith("cuda:"):
         raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {preference!r}")
-    return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise ValueError(
+            f"device {preference!r} was asked for but CUDA is not available; use --device cpu"
+        )
+    if preference.startswith("cuda:"):
+        if launched:
+            raise ValueError(
+                f"device {preference!r} names one GPU, but under torchrun every process would "
+                "use it; use --device cuda (each process takes the GPU of its LOCAL_RANK)"
+            )
+        text = preference.removeprefix("cuda:")
+        if not text.isdigit():
+            raise ValueError(
+                f"device must be 'cuda' or 'cuda:N' with N a GPU index, got {preference!r}"
+            )
+        index, what = int(text), f"device {preference!r}"
+    else:
+        index, what = local_rank, f"LOCAL_RANK {local_rank}"
+    count = torch.cuda.device_count()
+    if index >= count:
+        raise ValueError(
+            f"{what} asks for GPU {index}, but this process sees {count} GPU"
+            f"{'s' if count != 1 else ''} (0..{count - 1}; CUDA_VISIBLE_DEVICES="
+            f"{os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}); start at most {count} "
+            "processes per node"
+        )
+    return torch.device("cuda", index)
 
 
 def has_fast_bf16(device: torch.device) -> bool:
-    """Whether bfloat16 matrix work is native here: a CUDA GPU with bf16, or a CPU with
-    AVX512-BF16 or AMX (elsewhere bf16 is emulated and slower than float32)."""
+    """Whether bfloat16 matrix work is native here: a CUDA GPU of compute capability 8.0 or
+    later (Ampere), or a CPU with AVX512-BF16 or AMX. Elsewhere bf16 is emulated and slower
+    than float32 (``torch.cuda.is_bf16_supported`` counts emulation, so it is not asked)."""
     if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
+        return torch.cuda.get_device_capability(device) >= (8, 0)
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:
@@ -68,22 +102,57 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return precision
 
 
-def init_distributed(device: str = "auto") -> DistContext:
-    """Join the torchrun process group if launched by torchrun, else a single process."""
+def init_distributed(device: str = "auto", timeout_minutes: float = 30.0) -> DistContext:
+    """Join the torchrun process group if launched by torchrun, else a single process.
+
+    A group that the caller already initialized is used as it is (and left to the caller).
+    ``timeout_minutes`` bounds how long a collective waits for a slow process (a download,
+    a long evaluation on rank 0) before the run fails instead of hanging.
+    """
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    dev = resolve_device(device, local_rank)
+    dev = resolve_device(device, local_rank, launched="LOCAL_RANK" in os.environ)
+    owns = False
     if world_size > 1 and not dist.is_initialized():
+        options = {"timeout": timedelta(minutes=timeout_minutes)}
         if dev.type == "cuda":
             torch.cuda.set_device(dev)
-        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo", init_method="env://")
-    return DistContext(rank, world_size, local_rank, dev)
+            options["device_id"] = dev  # binds NCCL to this GPU up front
+        backend = "nccl" if dev.type == "cuda" else "gloo"
+        dist.init_process_group(backend, init_method="env://", **options)
+        owns = True
+    elif dev.type == "cuda":
+        torch.cuda.set_device(dev)
+    return DistContext(rank, world_size, local_rank, dev, owns)
 
 
 def shutdown(ctx: DistContext) -> None:
-    if ctx.distributed and dist.is_initialized():
+    if ctx.owns_group and dist.is_initialized():
         dist.destroy_process_group()
+
+
+T = TypeVar("T")
+
+
+def on_main(ctx: DistContext, action: Callable[[], T]) -> T | None:
+    """Run ``action`` (a file write) on rank 0 only, and end every process the same way:
+    when it raises on rank 0, the others raise too instead of waiting in the next collective.
+    Returns the action's result on rank 0, None elsewhere."""
+    result, error = None, None
+    if ctx.is_main:
+        try:
+            result = action()
+        except BaseException as e:
+            error = e
+    if ctx.distributed:
+        message = [None if error is None else f"{type(error).__name__}: {error}"]
+        dist.broadcast_object_list(message, src=0)
+        if message[0] is not None and not ctx.is_main:
+            raise RuntimeError(f"rank 0 failed, so this process stops too: {message[0]}")
+    if error is not None:
+        raise error
+    return result
 
 
 def all_mean(value: torch.Tensor, ctx: DistContext) -> torch.Tensor:
@@ -95,15 +164,6 @@ def all_mean(value: torch.Tensor, ctx: DistContext) -> torch.Tensor:
     return value / ctx.world_size
 
 
-def any_true(flag: bool, ctx: DistContext) -> bool:
-    """True on every process if it is true on any (e.g. a stop request)."""
-    if not ctx.distributed:
-        return flag
-    t = torch.tensor([1.0 if flag else 0.0], device=ctx.device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item() > 0)
-
-
 def all_gather_rows(values: torch.Tensor, ctx: DistContext) -> torch.Tensor:
     """Concatenate 1-D tensors of possibly different lengths from all processes, rank order."""
     if not ctx.distributed:
@@ -111,7 +171,7 @@ def all_gather_rows(values: torch.Tensor, ctx: DistContext) -> torch.Tensor:
     n = torch.tensor([values.numel()], device=ctx.device)
     sizes = [torch.zeros_like(n) for _ in range(ctx.world_size)]
     dist.all_gather(sizes, n)
-    longest = int(max(s.item() for s in sizes))
+    longest = max(int(max(s.item() for s in sizes)), 1)  # a rank may hold no rows
     padded = torch.zeros(longest, dtype=values.dtype, device=ctx.device)
     padded[: values.numel()] = values
     gathered = [torch.zeros_like(padded) for _ in range(ctx.world_size)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -10,6 +11,7 @@ import numpy as np
 import torch
 from scipy import stats
 
+from pixelcnnpp.autoregressive import exact_float32
 from pixelcnnpp.likelihoods import bits_per_dim
 
 from .distributed import DistContext, all_gather_rows
@@ -92,7 +94,9 @@ def evaluate(
 ) -> EvalResult:
     """Per-image bits/dim of ``dataset`` (a ``PixelDataset``) under ``model`` in eval mode.
 
-    With several processes each evaluates its share and the values are gathered in order.
+    With several processes each evaluates its share and the values are gathered in order
+    (a process whose share is empty, with fewer images than processes, takes part with none).
+    ``"fp32"`` runs with TF32 off (``exact_float32``), so a GPU reports float32 bits/dim.
     A dataset whose images, bit depth or labels do not fit the model is a ``ValueError``.
     """
     ctx = ctx or DistContext(device=next(model.parameters()).device)
@@ -108,8 +112,9 @@ def evaluate(
     values = []
     start = time.perf_counter()
     autocast = torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+    exact = exact_float32() if precision == "fp32" else contextlib.nullcontext()
     try:
-        with reporter.task(f"evaluate {dataset.split}", total=len(share)) as advance:
+        with exact, reporter.task(f"evaluate {dataset.split}", total=len(share)) as advance:
             for first in range(0, len(share), batch_size):
                 x, labels = dataset.batch(share[first : first + batch_size])
                 x = x.to(ctx.device, non_blocking=True)
@@ -124,7 +129,7 @@ def evaluate(
                 advance(len(x))
     finally:
         model.train(was_training)
-    local = torch.cat(values).double()
+    local = torch.cat(values).double() if values else torch.zeros(0, dtype=torch.float64)
     gathered = all_gather_rows(local.to(ctx.device), ctx).cpu()
     # rank r holds images r, r + W, ...: restore the dataset order
     order = torch.cat([torch.arange(r, n, ctx.world_size) for r in range(ctx.world_size)])

@@ -1,23 +1,23 @@
 """The training loop: the paper's recipe, a run folder that keeps every result, exact resume.
 
-A run folder holds ``config.json``, ``metrics.jsonl`` (one record per logged step and per
-evaluation), ``checkpoints/`` (the last N and ``best.pt``), ``samples/`` (periodic grids),
-``samples.png`` and ``learning_curve.png`` at the end, ``eval/`` (per-image bits/dim) and
-``results.json``.
+What the folder holds is ``run_folder.RunFolder``'s; what a checkpoint holds is
+``train_state.TrainState``'s; the optimiser and the weight average are ``optim``'s. This module
+only runs steps and decides when to log, evaluate, sample and checkpoint.
+
+On a GPU the loop never waits for the device between logging steps: the skip of a non-finite
+step, the learning-rate decay, the average and the counters all stay on the device, and are
+read back once per ``log_every`` steps. Under torchrun every decision that ends the loop (a
+stop request, the time limit, a checkpoint due by wall time, too many bad steps) is agreed by
+all processes at those steps, so every process ends the same way.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
 import math
 import os
-import random
-import signal
-import threading
 import time
-from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,27 +25,33 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DistributedSampler
 
-from pixelcnnpp.autoregressive import PixelCNNPP
+from pixelcnnpp.autoregressive import PixelCNNPP, set_tf32
 from pixelcnnpp.likelihoods import bits_per_dim
 
-from .checkpoint import CheckpointManager, load_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint
 from .config import TrainConfig
 from .datasets import load_dataset
 from .distributed import (
     DistContext,
-    all_mean,
     barrier,
     init_distributed,
+    on_main,
     resolve_precision,
     shutdown,
 )
 from .evaluation import EvalResult, evaluate
 from .images import plot_learning_curves, save_image_grid
 from .metrics import MetricsLog
+from .optim import EMA, Adam
 from .reporting import Reporter
+from .rng import rng_state, seed_everything, set_rng_state
+from .run_folder import RunFolder, TrainingError, new_run_dir, new_run_id
+from .stop import StopRequest
+from .train_state import LogWindow, TrainState
+
+__all__ = ["RESUME_OVERRIDES", "TrainResult", "TrainingError", "new_run_dir", "train"]
 
 RESUME_OVERRIDES = frozenset(
     {
@@ -62,12 +68,11 @@ RESUME_OVERRIDES = frozenset(
         "checkpoint_minutes",
         "keep_checkpoints",
         "test_max_images",
+        "tf32",
     }
 )
-
-
-class TrainingError(RuntimeError):
-    """The run cannot go on (e.g. too many non-finite steps in a row); its folder is intact."""
+# config.json holds these beside the TrainConfig fields
+_FOLDER_KEYS = ("run_id", "num_parameters")
 
 
 @dataclass
@@ -78,7 +83,7 @@ class TrainResult:
     step: int
     status: str  # "completed" (max_steps), "time_limit" (max_minutes) or "interrupted"
     train_seconds: float
-    images_per_sec: float
+    images_per_sec: float  # this session's training; the run's average if it trained no step
     num_parameters: int
     bad_steps: int
     checkpoint: Path | None
@@ -99,130 +104,7 @@ class _NegativeLogLikelihood(nn.Module):
         return self.model.nll(x, labels)
 
 
-def new_run_dir(root: str | os.PathLike, config: TrainConfig) -> Path:
-    """``root/<date>-<time>-<dataset>-<likelihood>``, made unique."""
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    base = Path(root) / f"{stamp}-{config.dataset}-{config.model.likelihood}"
-    path, k = base, 1
-    while path.exists():
-        k += 1
-        path = base.with_name(f"{base.name}-{k}")
-    return path
-
-
-def adam(params, lr: float, betas: tuple[float, float]) -> torch.optim.Adam:
-    """Adam with the fused implementation (one kernel for all parameters, several times faster
-    than the default on CPU) where this torch build has it for the parameters' device."""
-    params = list(params)
-    try:
-        return torch.optim.Adam(params, lr=lr, betas=betas, fused=True)
-    except (RuntimeError, TypeError):
-        return torch.optim.Adam(params, lr=lr, betas=betas)
-
-
-def ema_update(decay: float, warmup: bool = True):
-    """Polyak averaging for ``AveragedModel``: ``ema <- d * ema + (1 - d) * params``.
-
-    With ``warmup`` the decay after ``n`` updates is ``min(decay, (1 + n) / (10 + n))`` (as
-    TensorFlow's ``ExponentialMovingAverage`` with ``num_updates``), so that the average is
-    useful early in short runs; without it ``d = decay`` from the first update.
-    """
-
-    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], num_averaged) -> None:
-        n = float(num_averaged)
-        d = min(decay, (1.0 + n) / (10.0 + n)) if warmup else decay
-        torch._foreach_lerp_(averaged, current, 1.0 - d)
-
-    return update
-
-
-# -- random states -------------------------------------------------------------------------------
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def _rng_state() -> dict[str, Any]:
-    _, keys, pos, has_gauss, cached = np.random.get_state()
-    py_version, py_state, py_gauss = random.getstate()
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": {
-            "keys": torch.from_numpy(keys.astype(np.int64)),
-            "pos": pos,
-            "has_gauss": has_gauss,
-            "cached": cached,
-        },
-        "python": {"version": py_version, "state": list(py_state), "gauss": py_gauss},
-    }
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    n = state["numpy"]
-    np.random.set_state(
-        ("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"])
-    )
-    p = state["python"]
-    random.setstate((p["version"], tuple(p["state"]), p["gauss"]))
-
-
-def _gather_rng(ctx: DistContext) -> list[dict[str, Any]]:
-    state = _rng_state()
-    if not ctx.distributed:
-        return [state]
-    gathered: list[Any] = [None] * ctx.world_size
-    dist.all_gather_object(gathered, state)
-    return gathered
-
-
-# -- signals -------------------------------------------------------------------------------------
-
-
-class _StopRequest:
-    """SIGINT/SIGTERM set a flag; the loop finishes its step, checkpoints and returns.
-    A second signal interrupts at once."""
-
-    def __init__(self):
-        self.requested = False
-
-    @contextmanager
-    def installed(self):
-        if threading.current_thread() is not threading.main_thread():
-            yield self
-            return
-        previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-
-        def handler(signum, frame):
-            if self.requested:
-                raise KeyboardInterrupt
-            self.requested = True
-
-        for s in previous:
-            signal.signal(s, handler)
-        try:
-            yield self
-        finally:
-            for s, h in previous.items():
-                signal.signal(s, h)
-
-
-def _flags(values: list[bool], ctx: DistContext) -> list[bool]:
-    """Element-wise OR of boolean flags over all processes."""
-    if not ctx.distributed:
-        return values
-    t = torch.tensor([float(v) for v in values], device=ctx.device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return [bool(v) for v in t.tolist()]
-
-
-# -- the loop ------------------------------------------------------------------------------------
+# -- where a run starts ---------------------------------------------------------------------------
 
 
 def train(
@@ -241,11 +123,14 @@ def train(
         config: the run's settings (default ``TrainConfig()``: the paper's recipe and model
             on Fashion-MNIST; see ``preset``). ``config.model.image_shape`` must be the
             dataset's (``compare.config_for_dataset`` sets it).
-        run_dir: the folder to write; default a new folder under ``out_dir``.
+        run_dir: the folder to write; default a new folder under ``out_dir``. A folder that
+            holds no checkpoint (a run killed before its first one) is started anew.
         resume: a run folder (or checkpoint) to continue from its last checkpoint, with the
             config stored there; ``overrides`` may change the fields in ``RESUME_OVERRIDES``
-            (e.g. a longer ``max_steps``). A resumed run reproduces, on CPU, exactly the losses of
-            a run that was never interrupted.
+            (e.g. a longer ``max_steps``). A folder with a config but no checkpoint restarts
+            from step 0. A checkpoint of another run than the folder's is refused. A resumed
+            run reproduces, on CPU, exactly the weights and the logged losses of a run that
+            was never interrupted.
         reporter: progress display (``RichReporter`` for a terminal); silent by default.
         evaluate_test: evaluate the test split with the EMA weights at the end.
 
@@ -254,31 +139,224 @@ def train(
     only rank 0 writes files.
     """
     reporter = reporter or Reporter()
-    state = None
+    state, run_id = None, None
     if resume is not None:
-        state = load_checkpoint(resume)
-        config = TrainConfig.from_dict(state["train_config"])
-        bad = sorted(set(overrides or {}) - RESUME_OVERRIDES)
-        if bad:
-            raise ValueError(f"a resumed run keeps its config; these fields cannot change: {bad}")
-        run_dir = Path(state["run_dir"]) if run_dir is None else Path(run_dir)
-    config = config or TrainConfig()
-    if overrides:
-        config = config.replace(**overrides)
+        config, run_dir, state, run_id = _resume_point(Path(resume), run_dir, overrides, reporter)
+    else:
+        config = config or TrainConfig()
+        if overrides:
+            config = config.replace(**overrides)
     ctx = init_distributed(config.device)
     try:
-        if state is None:
-            run_dir = Path(run_dir) if run_dir is not None else new_run_dir(out_dir, config)
-        return _Run(config, Path(run_dir), ctx, reporter, state).run(evaluate_test)
+        if run_dir is None:
+            run_dir = _agreed(ctx, lambda: str(new_run_dir(out_dir, config)))
+        folder = RunFolder(run_dir, config.keep_checkpoints)
+        if state is None and resume is None and folder.state() in ("checkpointed", "finished"):
+            raise ValueError(
+                f"run folder {folder.path} already holds a run with checkpoints; continue it "
+                f"with --resume {folder.path} or choose another --run-dir"
+            )
+        if run_id is None:
+            run_id = folder.run_id if folder.state() == "started" else None
+            run_id = _agreed(ctx, lambda: run_id or new_run_id())
+        try:
+            return _Run(config, folder, run_id, ctx, reporter, state).run(evaluate_test)
+        except Exception as error:
+            full = folder.disk_full(error, "the run's files")
+            if full is not None:
+                raise full from error
+            raise
     finally:
         shutdown(ctx)
 
 
+def _resume_point(
+    resume: Path, run_dir, overrides: dict[str, Any] | None, reporter: Reporter
+) -> tuple[TrainConfig, Path, TrainState | None, str | None]:
+    """Config, folder, training state (None: restart at step 0) and run id of a resume."""
+    bad = sorted(set(overrides or {}) - RESUME_OVERRIDES)
+    if bad:
+        raise ValueError(f"a resumed run keeps its config; these fields cannot change: {bad}")
+    if resume.is_dir():
+        folder = RunFolder(resume.parent if resume.name == "checkpoints" else resume)
+        checkpoint = folder.checkpoints.latest()
+    else:
+        checkpoint = resolve_checkpoint(resume)
+        folder = RunFolder(resume.parent.parent) if resume.parent.name == "checkpoints" else None
+    if run_dir is not None:
+        target = RunFolder(run_dir)
+    elif folder is not None:
+        target = folder
+    else:
+        target = None  # the folder the checkpoint names
+    saved = folder.read_config() if folder is not None else None
+
+    if checkpoint is None:
+        if saved is None:
+            raise ValueError(
+                f"{folder.path} holds no run to resume (no config.json, no checkpoint); "
+                f"start a run there with --run-dir {folder.path}"
+            )
+        config = TrainConfig.from_dict({k: v for k, v in saved.items() if k not in _FOLDER_KEYS})
+        if overrides:
+            config = config.replace(**overrides)
+        reporter.message(
+            f"{folder.path} has no checkpoint (the run stopped before its first): "
+            "restarting it from step 0 with its config"
+        )
+        return config, (target or folder).path, None, saved.get("run_id")
+
+    loaded = load_checkpoint(checkpoint)
+    state = TrainState.from_dict(loaded, str(checkpoint))
+    if saved is not None:
+        _check_belongs(checkpoint, state, folder, saved)
+    config = TrainConfig.from_dict(state.train_config)
+    if overrides:
+        config = config.replace(**overrides)
+    if target is None:
+        if state.run_dir is None:
+            raise CheckpointError(f"{checkpoint} names no run folder; give one with --run-dir")
+        target = RunFolder(state.run_dir)
+    # a checkpoint continued in a folder of its own starts a run of its own
+    same = folder is not None and target.path.resolve() == folder.path.resolve()
+    run_id = state.run_id if same or target.run_id == state.run_id else None
+    if target.read_config() is not None and not same:
+        _check_belongs(checkpoint, state, target, target.read_config())
+        run_id = target.run_id
+    return config, target.path, state, run_id
+
+
+def _check_belongs(checkpoint: Path, state: TrainState, folder: RunFolder, saved: dict) -> None:
+    """Refuse a checkpoint of another run than the folder's (by run id, else by config)."""
+    theirs, ours = state.run_id, saved.get("run_id")
+    if theirs is not None and ours is not None:
+        if theirs != ours:
+            raise CheckpointError(
+                f"{checkpoint} belongs to another run (run id {theirs[:12]}) than the folder "
+                f"{folder.path} (run id {ours[:12]}); move it out of {folder.checkpoints.folder} "
+                "to resume the folder's own run"
+            )
+        return
+    fixed = set(state.train_config) - RESUME_OVERRIDES
+    differ = sorted(k for k in fixed if saved.get(k) != state.train_config.get(k))
+    if differ:
+        raise CheckpointError(
+            f"{checkpoint} was not written by the run in {folder.path}: its config differs in "
+            f"{', '.join(differ)}; move it out of {folder.checkpoints.folder} to resume the "
+            "folder's own run"
+        )
+
+
+def _agreed(ctx: DistContext, make):
+    """A value made on rank 0 and given to every process (a folder name, a run id)."""
+    value = [make() if ctx.is_main else None]
+    if ctx.distributed:
+        dist.broadcast_object_list(value, src=0)
+    return value[0]
+
+
+def _standard_strides(model: nn.Module) -> None:
+    """Give every parameter that is contiguous in both memory formats (1x1 kernels, gains)
+    torch's standard strides: its gradient comes back with them, and DDP's buckets would
+    otherwise copy it every step (warning "Grad strides do not match bucket view strides")."""
+    for p in model.parameters():
+        if p.is_contiguous() and p.stride() != torch.empty(p.shape, device="meta").stride():
+            p.data = torch.empty(p.shape, dtype=p.dtype, device=p.device).copy_(p.data)
+
+
+# -- one run ------------------------------------------------------------------------------------
+
+
+class _Counters:
+    """The open logging window and the bad-step counts, as tensors on the device."""
+
+    def __init__(self, device: torch.device, window: LogWindow, bad_total: int):
+        self.loss_sum = torch.tensor(window.loss_sum, dtype=torch.float64, device=device)
+        self.good = torch.tensor(window.good_steps, dtype=torch.int64, device=device)
+        self.streak = torch.tensor(window.bad_streak, dtype=torch.int64, device=device)
+        self.bad_total = torch.tensor(bad_total, dtype=torch.int64, device=device)
+
+    def add(self, loss: torch.Tensor, bad: torch.Tensor) -> None:
+        self.loss_sum += torch.where(bad, 0.0, loss.detach().double())
+        self.good += (~bad).to(torch.int64)
+        self.streak.mul_(bad.to(torch.int64)).add_(bad.to(torch.int64))
+        self.bad_total += bad.to(torch.int64)
+
+    def read(self, ctx: DistContext, *extra: torch.Tensor) -> tuple[float, ...]:
+        """(loss sum, good steps, bad streak, bad total, *extra): one transfer from the
+        device. The loss sum is the mean over processes of their sums (the counts agree)."""
+        loss_sum = self.loss_sum
+        if ctx.distributed:
+            loss_sum = loss_sum.clone()
+            dist.all_reduce(loss_sum, op=dist.ReduceOp.SUM)
+            loss_sum = loss_sum / ctx.world_size
+        values = [loss_sum, self.good, self.streak, self.bad_total, *extra]
+        packed = torch.stack([v.to(torch.float64) for v in values]).tolist()
+        return packed[0], int(packed[1]), int(packed[2]), int(packed[3]), *packed[4:]
+
+    def window(self, ctx: DistContext) -> LogWindow:
+        """The open window, the same on every process (each resumes with the mean's share)."""
+        loss_sum, good, streak, _ = self.read(ctx)[:4]
+        if ctx.distributed:
+            self.loss_sum.fill_(loss_sum)
+        return LogWindow(loss_sum, good, streak)
+
+    def reset_window(self) -> None:
+        self.loss_sum.zero_()
+        self.good.zero_()
+
+
+class _DeviceBatches:
+    """Training batches on the run's device without a wait for the GPU per step.
+
+    A copy from ordinary (pageable) host memory to a GPU waits for the GPU's stream, so on
+    CUDA the training images move to the GPU once when they fit (up to 4 GiB and a quarter
+    of the free memory: Fashion-MNIST is 47 MB, CIFAR-10 150 MB); otherwise each batch is
+    gathered into pinned memory and copied without waiting. On CPU nothing moves.
+    """
+
+    LIMIT = 4 * 2**30
+
+    def __init__(self, dataset, device: torch.device, use_labels: bool):
+        self.device = device
+        self.images = dataset.images
+        self.labels = dataset.labels if use_labels else None
+        self.resident = device.type != "cuda"
+        if device.type == "cuda":
+            size = self.images.nbytes + (self.labels.nbytes if self.labels is not None else 0)
+            free, _ = torch.cuda.mem_get_info(device)
+            if size <= min(self.LIMIT, free // 4):
+                self.images = self.images.to(device)
+                self.labels = self.labels.to(device) if self.labels is not None else None
+                self.resident = True
+
+    def epoch_order(self, indices: list[int]) -> torch.Tensor:
+        """An epoch's image order, where the images are (one copy per epoch)."""
+        order = torch.tensor(indices)
+        return order.to(self.device) if self.resident else order
+
+    def __call__(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        x = self.images[indices]
+        labels = self.labels[indices] if self.labels is not None else None
+        if not self.resident:
+            x = x.pin_memory().to(self.device, non_blocking=True)
+            if labels is not None:
+                labels = labels.pin_memory().to(self.device, non_blocking=True)
+        return x, labels
+
+
 class _Run:
     def __init__(
-        self, config: TrainConfig, run_dir: Path, ctx: DistContext, reporter: Reporter, state
+        self,
+        config: TrainConfig,
+        folder: RunFolder,
+        run_id: str,
+        ctx: DistContext,
+        reporter: Reporter,
+        state: TrainState | None,
     ):
-        self.config, self.run_dir, self.ctx, self.reporter = config, run_dir, ctx, reporter
+        self.config, self.folder, self.run_id = config, folder, run_id
+        self.ctx, self.reporter = ctx, reporter
         self.precision = resolve_precision(config.precision, ctx.device)
         self.eval_precision = resolve_precision(config.eval_precision, ctx.device)
         cfg, mcfg = config, config.model
@@ -288,6 +366,62 @@ class _Run:
             )
         seed_everything(cfg.seed + ctx.rank)
         self.train_ds = self._load("train", download=cfg.download)
+        self._check_data()
+        self.val_ds = self._load("validation") if cfg.validation_size > 0 else None
+        self.dims = math.prod(mcfg.image_shape)
+
+        self.model = PixelCNNPP(mcfg).to(ctx.device)
+        if cfg.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        _standard_strides(self.model)
+        self.optimizer = Adam(self.model.parameters(), cfg.lr, cfg.betas, cfg.lr_decay, ctx.device)
+        self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
+        self.train_seconds, self.images_seen = 0.0, 0
+        self.best = math.inf
+        window, bad_total = LogWindow(), 0
+        if state is None:
+            if cfg.data_init and ctx.device.type != "meta":
+                self._data_init()
+            self.ema = EMA(self.model, cfg.ema_decay, cfg.ema_warmup)
+        else:
+            self.ema = EMA(self.model, cfg.ema_decay, cfg.ema_warmup)
+            window, bad_total = state.window, state.bad_steps
+            self._restore(state)
+        self.counters = _Counters(ctx.device, window, bad_total)
+        self.last_checkpoint_step = self.step
+        self.objective = _NegativeLogLikelihood(self.model)
+        if ctx.distributed:
+            ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+            self.objective = nn.parallel.DistributedDataParallel(self.objective, device_ids=ids)
+        if cfg.compile:
+            # The network compiles to one graph; the likelihood keeps its own fused kernels.
+            self.model.features = torch.compile(self.model.features, backend=cfg.compile_backend)
+        self.metrics = MetricsLog(folder.metrics_path)
+        self.num_parameters = self.model.num_parameters
+        self.grad_norm = torch.zeros((), device=ctx.device)
+
+    # -- setup ----------------------------------------------------------------------------------
+
+    def _load(self, split: str, download: bool = False):
+        cfg = self.config
+        kwargs = dict(
+            data_dir=cfg.data_dir,
+            num_bits=cfg.model.num_bits,
+            validation_size=cfg.validation_size,
+            seed=cfg.seed,
+            **cfg.dataset_options,
+        )
+        if split == "train":
+            kwargs["subset"] = cfg.subset
+        if download:
+            # one download per node (local rank 0): the other nodes' ranks need their own copy
+            if self.ctx.local_rank == 0:
+                load_dataset(cfg.dataset, split, download=True, **kwargs)
+            barrier(self.ctx)
+        return load_dataset(cfg.dataset, split, **kwargs)
+
+    def _check_data(self) -> None:
+        cfg, mcfg = self.config, self.config.model
         if self.train_ds.image_shape != tuple(mcfg.image_shape):
             raise ValueError(
                 f"the model's image_shape {tuple(mcfg.image_shape)} does not match dataset {cfg.dataset!r} "
@@ -303,52 +437,6 @@ class _Run:
                 raise ValueError(
                     f"dataset {cfg.dataset!r} has labels up to {top - 1}; model.num_classes={mcfg.num_classes}"
                 )
-        self.val_ds = self._load("validation") if cfg.validation_size > 0 else None
-        self.dims = math.prod(mcfg.image_shape)
-
-        self.model = PixelCNNPP(mcfg).to(ctx.device)
-        if cfg.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
-        self.optimizer = adam(self.model.parameters(), lr=cfg.lr, betas=cfg.betas)
-        self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, gamma=cfg.lr_decay)
-        self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
-        self.train_seconds, self.bad_streak, self.bad_total = 0.0, 0, 0
-        self.best = math.inf
-        if state is None:
-            if cfg.data_init and ctx.device.type != "meta":
-                self._data_init()
-            self.ema = self._make_ema()
-        else:
-            self.ema = self._make_ema()
-            self._restore(state)
-        self.objective = _NegativeLogLikelihood(self.model)
-        if ctx.distributed:
-            ids = [ctx.device.index] if ctx.device.type == "cuda" else None
-            self.objective = nn.parallel.DistributedDataParallel(self.objective, device_ids=ids)
-        if cfg.compile:
-            # The network compiles to one graph; the likelihood keeps its own fused kernels.
-            self.model.features = torch.compile(self.model.features, backend=cfg.compile_backend)
-        self.checkpoints = CheckpointManager(run_dir / "checkpoints", keep=cfg.keep_checkpoints)
-        self.metrics = MetricsLog(run_dir / "metrics.jsonl")
-        self.num_parameters = self.model.num_parameters
-
-    # -- setup ----------------------------------------------------------------------------------
-
-    def _load(self, split: str, download: bool = False):
-        cfg = self.config
-        kwargs = dict(
-            data_dir=cfg.data_dir,
-            num_bits=cfg.model.num_bits,
-            validation_size=cfg.validation_size,
-            seed=cfg.seed,
-            **cfg.dataset_options,
-        )
-        if split == "train":
-            kwargs["subset"] = cfg.subset
-        if download and self.ctx.is_main:
-            load_dataset(cfg.dataset, split, download=True, **kwargs)
-        barrier(self.ctx)
-        return load_dataset(cfg.dataset, split, **kwargs)
 
     def _data_init(self) -> None:
         g = torch.Generator().manual_seed(self.config.seed)
@@ -359,73 +447,78 @@ class _Run:
             x.to(self.ctx.device), labels.to(self.ctx.device) if labels is not None else None
         )
 
-    def _make_ema(self) -> AveragedModel:
-        ema = AveragedModel(
-            self.model,
-            multi_avg_fn=ema_update(self.config.ema_decay, self.config.ema_warmup),
-            use_buffers=True,
-        )
-        return ema.eval()
-
-    def _restore(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
-        self.ema.module.load_state_dict(state["ema"])
-        self.ema.n_averaged.fill_(int(state["ema_updates"]))
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.step, self.epoch, self.batch_in_epoch = (
-            state["step"],
-            state["epoch"],
-            state["batch_in_epoch"],
-        )
-        self.train_seconds, self.bad_total = state["train_seconds"], state["bad_steps"]
-        self.best = state["best_validation_bits_per_dim"]
-        rng = state["rng"]
-        if len(rng) == self.ctx.world_size:
-            _set_rng_state(rng[self.ctx.rank])
+    def _restore(self, state: TrainState) -> None:
+        self.model.load_state_dict(state.model)
+        self.ema.load_state_dict(state.ema, state.ema_updates)
+        self.optimizer.load_state_dict(state.optimizer)
+        self.step, self.epoch, self.batch_in_epoch = state.step, state.epoch, state.batch_in_epoch
+        self.train_seconds, self.images_seen = state.train_seconds, state.images_seen
+        self.best = state.best_validation_bits_per_dim
+        if len(state.rng) == self.ctx.world_size:
+            set_rng_state(state.rng[self.ctx.rank], self.ctx.device)
         else:
             self.reporter.message(
-                f"resuming with {self.ctx.world_size} processes from a run with {len(rng)}: random states reseeded"
+                f"resuming with {self.ctx.world_size} processes from a run with {len(state.rng)}: "
+                "random states reseeded"
             )
             seed_everything(self.config.seed + self.ctx.rank + self.step)
 
-    def _state(self) -> dict[str, Any]:
-        rng = _gather_rng(self.ctx)
-        return {
-            "train_config": self.config.to_dict(),
-            "model_config": self.config.model.to_dict(),
-            "model": self.model.state_dict(),
-            "ema": self.ema.module.state_dict(),
-            "ema_updates": int(self.ema.n_averaged.item()),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "step": self.step,
-            "epoch": self.epoch,
-            "batch_in_epoch": self.batch_in_epoch,
-            "train_seconds": self.train_seconds,
-            "bad_steps": self.bad_total,
-            "best_validation_bits_per_dim": self.best,
-            "rng": rng,
-            "run_dir": str(self.run_dir),
-            "world_size": self.ctx.world_size,
-        }
+    def _state(self) -> TrainState:
+        """Every process takes part (random states are gathered)."""
+        rng = [rng_state(self.ctx.device)]
+        if self.ctx.distributed:
+            rng = [None] * self.ctx.world_size
+            dist.all_gather_object(rng, rng_state(self.ctx.device))
+        return TrainState(
+            train_config=self.config.to_dict(),
+            model=self.model.state_dict(),
+            ema=self.ema.state_dict(),
+            ema_updates=int(self.ema.updates),
+            optimizer=self.optimizer.state_dict(),
+            rng=rng,
+            step=self.step,
+            epoch=self.epoch,
+            batch_in_epoch=self.batch_in_epoch,
+            train_seconds=self.train_seconds,
+            images_seen=self.images_seen,
+            bad_steps=self.counters.read(self.ctx)[3],
+            best_validation_bits_per_dim=self.best,
+            run_id=self.run_id,
+            run_dir=str(self.folder.path),
+            world_size=self.ctx.world_size,
+            window=self.counters.window(self.ctx),
+        )
 
-    def _checkpoint(self) -> Path | None:
-        state = self._state()  # every process takes part (random states are gathered)
-        if not self.ctx.is_main:
+    def _checkpoint(self) -> Path:
+        self._check_streak()
+        state = self._state().to_dict()
+        on_main(self.ctx, lambda: self.folder.checkpoints.save(state, self.step))
+        self.last_checkpoint_step = self.step
+        self.last_checkpoint_time = time.perf_counter()
+        return self.checkpoint_path
+
+    @property
+    def checkpoint_path(self) -> Path | None:
+        if self.last_checkpoint_step == 0:
             return None
-        return self.checkpoints.save(state, self.step)
+        return self.folder.checkpoints.folder / f"step-{self.last_checkpoint_step:08d}.pt"
+
+    def _start_files(self) -> None:
+        folder = self.folder
+        folder.path.mkdir(parents=True, exist_ok=True)
+        for path in folder.clean_temporaries():
+            self.reporter.message(f"removed {path.name}, left by an interrupted write")
+        folder.write_json(
+            "config.json",
+            {**self.config.to_dict(), "run_id": self.run_id, "num_parameters": self.num_parameters},
+        )
+        self.metrics.truncate_after(self.step)
 
     # -- the loop -------------------------------------------------------------------------------
 
     def run(self, evaluate_test: bool) -> TrainResult:
         cfg, ctx = self.config, self.ctx
-        if ctx.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            self._write_json(
-                "config.json", {**cfg.to_dict(), "num_parameters": self.num_parameters}
-            )
-            self.metrics.truncate_after(self.step)
+        on_main(ctx, self._start_files)
         sampler = DistributedSampler(
             range(len(self.train_ds)),
             num_replicas=ctx.world_size,
@@ -442,132 +535,185 @@ class _Run:
         autocast = (
             torch.autocast(ctx.device.type, dtype=torch.bfloat16)
             if self.precision == "bf16"
-            else nullcontext()
+            else contextlib.nullcontext()
         )
+        batches = _DeviceBatches(self.train_ds, ctx.device, cfg.model.num_classes is not None)
         total = cfg.max_steps
         self.reporter.start(total, self.step)
         status, order = "completed", None
-        window_loss, window_steps, window_start = (
-            torch.zeros((), device=ctx.device),
-            0,
-            time.perf_counter(),
-        )
-        last_checkpoint_time, checkpoint = time.perf_counter(), None
-        last_metrics: dict[str, Any] = {}
+        window_start, last_metrics = time.perf_counter(), {}
+        self.last_checkpoint_time = time.perf_counter()
         session_start, session_base = time.perf_counter(), self.train_seconds
-        images_seen = 0
-        with _StopRequest().installed() as stop:
-            while True:
-                self.train_seconds = session_base + time.perf_counter() - session_start
-                if total is not None and self.step >= total:
-                    break
-                out_of_time = (
-                    cfg.max_minutes is not None and self.train_seconds >= 60 * cfg.max_minutes
-                )
-                checkpoint_due = (
-                    cfg.checkpoint_minutes is not None
-                    and time.perf_counter() - last_checkpoint_time >= 60 * cfg.checkpoint_minutes
-                )
-                stop_now, out_of_time, checkpoint_due = _flags(
-                    [stop.requested, out_of_time, checkpoint_due], ctx
-                )
-                if stop_now or out_of_time:
-                    status = "interrupted" if stop_now else "time_limit"
-                    break
-                if checkpoint_due and self.step > 0:
-                    checkpoint = self._checkpoint() or checkpoint
-                    last_checkpoint_time = time.perf_counter()
-                if order is None or self.batch_in_epoch >= per_epoch:
-                    if order is not None:
-                        self.epoch, self.batch_in_epoch = self.epoch + 1, 0
-                    sampler.set_epoch(self.epoch)
-                    order = torch.tensor(list(iter(sampler)))
-                first = self.batch_in_epoch * cfg.batch_size
-                x, labels = self.train_ds.batch(order[first : first + cfg.batch_size])
-                self.batch_in_epoch += 1
-                x = x.to(ctx.device, non_blocking=True)
-                labels = (
-                    labels.to(ctx.device) if labels is not None and cfg.model.num_classes else None
-                )
+        session_images = 0
+        tf32 = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+        set_tf32(cfg.tf32)
+        try:
+            with StopRequest().installed() as stop:
+                while True:
+                    self.train_seconds = session_base + time.perf_counter() - session_start
+                    if total is not None and self.step >= total:
+                        break
+                    if not ctx.distributed or self.step % cfg.log_every == 0:
+                        ending = self._poll(stop)
+                        if ending in ("interrupted", "time_limit"):
+                            status = ending
+                            break
+                        if ending == "checkpoint" and self.step > self.last_checkpoint_step:
+                            self._checkpoint()
+                    if order is None or self.batch_in_epoch >= per_epoch:
+                        if order is not None:
+                            self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+                        sampler.set_epoch(self.epoch)
+                        order = batches.epoch_order(list(iter(sampler)))
+                    first = self.batch_in_epoch * cfg.batch_size
+                    x, labels = batches(order[first : first + cfg.batch_size])
+                    self.batch_in_epoch += 1
+                    self._train_step(x, labels, autocast)
+                    self.step += 1
+                    session_images += len(x) * ctx.world_size
+                    self.images_seen += len(x) * ctx.world_size
 
-                self.optimizer.zero_grad(set_to_none=True)
-                with autocast:
-                    loss = self.objective(x, labels).float().mean()
-                loss.backward()
-                grad_norm = torch.nn.utils.clip_grad_norm_(
-                    self.model.parameters(), cfg.grad_clip or math.inf
-                )
-                bad = not (torch.isfinite(loss) and torch.isfinite(grad_norm))
-                (bad,) = _flags([bad], ctx)
-                self.step += 1
-                images_seen += len(x) * ctx.world_size
-                if bad:
-                    self.bad_streak += 1
-                    self.bad_total += 1
-                    self.optimizer.zero_grad(set_to_none=True)
-                    if self.bad_streak >= cfg.max_bad_steps:
-                        raise TrainingError(
-                            f"{self.bad_streak} steps in a row had a non-finite loss or gradient (step {self.step}); "
-                            f"the last good checkpoint is in {self.checkpoints.folder}. Lower the learning rate "
-                            "(--lr) or set a gradient clip (--grad-clip)."
-                        )
-                else:
-                    self.bad_streak = 0
-                    self.optimizer.step()
-                    self.scheduler.step()
-                    self.ema.update_parameters(self.model)
-                    window_loss += loss.detach()
-                    window_steps += 1
+                    if self.step % cfg.log_every == 0:
+                        elapsed = time.perf_counter() - window_start
+                        last_metrics = self._log(elapsed) or last_metrics
+                        window_start = time.perf_counter()
+                    self.reporter.step(self.step, last_metrics)
 
-                if self.step % cfg.log_every == 0 and window_steps:
-                    elapsed = time.perf_counter() - window_start
-                    mean_loss = all_mean(window_loss / window_steps, ctx).item()
-                    last_metrics = {
-                        "kind": "train",
-                        "step": self.step,
-                        "epoch": self.epoch,
-                        "loss": mean_loss,
-                        "bits_per_dim": bits_per_dim(-mean_loss, self.dims),
-                        "images_per_sec": window_steps * cfg.batch_size * ctx.world_size / elapsed,
-                        "lr": self.scheduler.get_last_lr()[0],
-                        "grad_norm": grad_norm.item(),
-                        "bad_steps": self.bad_total,
-                        "train_seconds": self.train_seconds,
-                    }
-                    if ctx.is_main:
-                        self.metrics.write(last_metrics)
-                    window_loss.zero_()
-                    window_steps, window_start = 0, time.perf_counter()
-                self.reporter.step(self.step, last_metrics)
-
-                if cfg.eval_every and self.step % cfg.eval_every == 0 and self.val_ds is not None:
-                    self._validate(cfg.eval_max_images)
-                if cfg.sample_every and self.step % cfg.sample_every == 0 and ctx.is_main:
-                    self._sample(self.run_dir / "samples" / f"step-{self.step:08d}.png")
-                if self.step % cfg.checkpoint_every == 0:
-                    checkpoint = self._checkpoint() or checkpoint
-                    last_checkpoint_time = time.perf_counter()
+                    if (
+                        cfg.eval_every
+                        and self.step % cfg.eval_every == 0
+                        and self.val_ds is not None
+                    ):
+                        self._validate(cfg.eval_max_images)
+                    if cfg.sample_every and self.step % cfg.sample_every == 0:
+                        path = self.folder.samples_dir / f"step-{self.step:08d}.png"
+                        on_main(ctx, lambda path=path: self._sample(path))
+                    if self.step % cfg.checkpoint_every == 0:
+                        self._checkpoint()
+        finally:
+            torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
 
         self.train_seconds = session_base + time.perf_counter() - session_start
         session_seconds = self.train_seconds - session_base
         self.reporter.finish()
-        if self.step > 0 and (
-            checkpoint is None or not str(checkpoint).endswith(f"{self.step:08d}.pt")
-        ):
-            checkpoint = self._checkpoint() or checkpoint
+        self._check_streak()
+        if self.step > self.last_checkpoint_step:
+            self._checkpoint()
+        if session_images:
+            speed = session_images / session_seconds if session_seconds > 0 else 0.0
+        else:
+            speed = self.images_seen / self.train_seconds if self.train_seconds > 0 else 0.0
         result = TrainResult(
-            run_dir=self.run_dir,
+            run_dir=self.folder.path,
             step=self.step,
             status=status,
             train_seconds=self.train_seconds,
-            images_per_sec=images_seen / session_seconds if session_seconds > 0 else 0.0,
+            images_per_sec=speed,
             num_parameters=self.num_parameters,
-            bad_steps=self.bad_total,
-            checkpoint=checkpoint,
+            bad_steps=self.counters.read(self.ctx)[3],
+            checkpoint=self.checkpoint_path,
         )
         if status == "interrupted":
-            self._write_results(result)
+            on_main(ctx, lambda: self._write_results(result))
             return result
+        try:
+            self._finish(result, evaluate_test)
+        except KeyboardInterrupt:
+            result.status = "interrupted"
+            on_main(ctx, lambda: self._write_results(result, stage="final evaluation"))
+            return result
+        return result
+
+    def _poll(self, stop: StopRequest) -> str | None:
+        """What ends or interrupts the loop now, agreed by every process."""
+        cfg = self.config
+        out_of_time = cfg.max_minutes is not None and self.train_seconds >= 60 * cfg.max_minutes
+        checkpoint_due = (
+            cfg.checkpoint_minutes is not None
+            and time.perf_counter() - self.last_checkpoint_time >= 60 * cfg.checkpoint_minutes
+        )
+        flags = [stop.requested, out_of_time, checkpoint_due]
+        if self.ctx.distributed:
+            t = torch.tensor([float(f) for f in flags], device=self.ctx.device)
+            dist.all_reduce(t, op=dist.ReduceOp.MAX)
+            flags = [v > 0 for v in t.tolist()]
+        if flags[0]:
+            return "interrupted"
+        if flags[1]:
+            return "time_limit"
+        return "checkpoint" if flags[2] else None
+
+    def _train_step(self, x: torch.Tensor, labels: torch.Tensor | None, autocast) -> None:
+        cfg, ctx = self.config, self.ctx
+        self.optimizer.zero_grad()
+        with autocast:
+            loss = self.objective(x, labels).float().mean()
+        loss.backward()
+        self.grad_norm = torch.nn.utils.clip_grad_norm_(
+            self.model.parameters(), cfg.grad_clip or math.inf
+        )
+        bad = ~(torch.isfinite(loss) & torch.isfinite(self.grad_norm))
+        if ctx.distributed:
+            # the loss is per process: a step is skipped everywhere if it is bad anywhere
+            flag = bad.to(torch.float32)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            bad = flag > 0
+        self.optimizer.step(bad)
+        self.ema.update(self.model, bad)
+        self.counters.add(loss, bad)
+
+    def _log(self, elapsed: float) -> dict[str, Any] | None:
+        """Read the counters (the one wait for the device per logging interval), write a
+        record, and stop the run after too many bad steps in a row."""
+        cfg, ctx = self.config, self.ctx
+        read = self.counters.read(self.ctx, self.optimizer.lr, self.grad_norm.detach())
+        loss_sum, good, streak, bad_total, lr, grad_norm = read
+        self._check_streak(streak)
+        if not good:
+            return None
+        mean_loss = loss_sum / good
+        record = {
+            "kind": "train",
+            "step": self.step,
+            "epoch": self.epoch,
+            "loss": mean_loss,
+            "bits_per_dim": bits_per_dim(-mean_loss, self.dims),
+            "images_per_sec": cfg.log_every * cfg.batch_size * ctx.world_size / elapsed,
+            "lr": lr,
+            "grad_norm": grad_norm,
+            "bad_steps": bad_total,
+            "train_seconds": self.train_seconds,
+        }
+        on_main(ctx, lambda: self.metrics.write(record))
+        self.counters.reset_window()
+        return record
+
+    def _check_streak(self, streak: int | None = None) -> None:
+        """Stop after ``max_bad_steps`` bad steps in a row: checked where the counters are
+        read anyway (logging steps, checkpoints, the end), so it costs no extra wait."""
+        cfg, folder = self.config, self.folder
+        if streak is None:
+            streak = self.counters.read(self.ctx)[2]
+        if streak < cfg.max_bad_steps:
+            return
+        latest = self.checkpoint_path
+        where = (
+            f"the last good checkpoint is {latest}"
+            if latest is not None
+            else f"no checkpoint was written yet ({folder.path} holds the config and metrics)"
+        )
+        raise TrainingError(
+            f"{streak} steps in a row (to step {self.step}) had a non-finite loss or gradient "
+            f"(the limit is max_bad_steps={cfg.max_bad_steps}); {where}. The step size is "
+            f"set by --lr ({cfg.lr:g}), --lr-decay ({cfg.lr_decay:g}) and --grad-clip "
+            f"({cfg.grad_clip if cfg.grad_clip is not None else 'off'}); the data and "
+            "--precision can also cause it"
+        )
+
+    # -- the end: evaluation, samples, files ------------------------------------------------------
+
+    def _finish(self, result: TrainResult, evaluate_test: bool) -> None:
+        cfg, ctx = self.config, self.ctx
         if self.val_ds is not None:
             result.validation = self._validate(cfg.eval_max_images, save=True)
         if evaluate_test:
@@ -581,21 +727,25 @@ class _Run:
                 ctx,
                 self.reporter,
             )
-            if ctx.is_main:
-                self._save_eval(result.test)
-                self.metrics.write({"kind": "test", "step": self.step, **result.test.to_dict()})
-        if ctx.is_main:
-            result.samples = self._sample(self.run_dir / "samples.png")
+            test = result.test
+
+            def save_test():
+                self._save_eval(test)
+                self.metrics.write({"kind": "test", "step": self.step, **test.to_dict()})
+
+            on_main(ctx, save_test)
+
+        def pictures():
+            result.samples = self._sample(self.folder.path / "samples.png")
             result.learning_curve = plot_learning_curves(
                 {cfg.model.likelihood: self.metrics.read()},
-                self.run_dir / "learning_curve.png",
+                self.folder.path / "learning_curve.png",
                 title=cfg.dataset,
             )
             self._write_results(result)
-        barrier(ctx)
-        return result
 
-    # -- evaluation, samples, files -------------------------------------------------------------
+        on_main(ctx, pictures)
+        barrier(ctx)
 
     def _validate(self, max_images: int | None, save: bool = False) -> EvalResult:
         cfg = self.config
@@ -608,16 +758,17 @@ class _Run:
             self.ctx,
             self.reporter,
         )
-        if self.ctx.is_main:
+
+        def write():
             self.metrics.write({"kind": "validation", "step": self.step, **result.to_dict()})
             if save:
                 self._save_eval(result)
-        improved = result.bits_per_dim < self.best
-        if improved:
+
+        on_main(self.ctx, write)
+        if result.bits_per_dim < self.best:  # the same on every process (gathered values)
             self.best = result.bits_per_dim
-        state = self._state() if improved else None
-        if improved and self.ctx.is_main:
-            self.checkpoints.save_best(state)
+            state = self._state().to_dict()
+            on_main(self.ctx, lambda: self.folder.checkpoints.save_best(state))
         return result
 
     def _sample(self, path: Path) -> Path:
@@ -636,14 +787,11 @@ class _Run:
         return save_image_grid(images, path, cfg.model.num_bits)
 
     def _save_eval(self, result: EvalResult) -> None:
-        folder = self.run_dir / "eval"
-        folder.mkdir(parents=True, exist_ok=True)
-        np.save(folder / f"{result.split}_bits_per_dim.npy", result.per_image)
-        self._write_json(f"eval/{result.split}.json", result.to_dict())
+        self.folder.eval_dir.mkdir(parents=True, exist_ok=True)
+        np.save(self.folder.eval_dir / f"{result.split}_bits_per_dim.npy", result.per_image)
+        self.folder.write_json(f"eval/{result.split}.json", result.to_dict())
 
-    def _write_results(self, result: TrainResult) -> None:
-        if not self.ctx.is_main:
-            return
+    def _write_results(self, result: TrainResult, stage: str | None = None) -> None:
         summary = {
             "status": result.status,
             "step": result.step,
@@ -655,11 +803,7 @@ class _Run:
             "validation": result.validation.to_dict() if result.validation else None,
             "test": result.test.to_dict() if result.test else None,
         }
-        self._write_json("results.json", summary)
-
-    def _write_json(self, name: str, data: dict[str, Any]) -> None:
-        path = self.run_dir / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
-        os.replace(tmp, path)
+        if result.status == "interrupted":
+            summary["interrupted_in"] = stage or "training"
+            summary["resume"] = f"pixelcnn train --resume {self.folder.path}"
+        self.folder.write_json("results.json", summary)
