@@ -8,6 +8,7 @@ A ``TrainConfig`` is built in one order: the preset, then the named options, the
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -81,9 +82,36 @@ NumStages = Annotated[
     int | None,
     typer.Option(min=1, help="Resolutions (each halves the image).", rich_help_panel=MODEL),
 ]
+
+
+def finite_float(minimum: float | None = None):
+    """A parser for a finite number, at least ``minimum`` when given: NaN and infinities are
+    refused by name (a range check alone lets NaN through: every comparison with NaN is
+    false)."""
+
+    def parse(value: str) -> float:
+        try:
+            number = float(value)
+        except ValueError:
+            raise typer.BadParameter(f"{value!r} is not a number") from None
+        if math.isnan(number):
+            raise typer.BadParameter("NaN is not allowed; give a finite number")
+        if math.isinf(number):
+            raise typer.BadParameter(f"{value} is not allowed; give a finite number")
+        if minimum is not None and number < minimum:
+            raise typer.BadParameter(f"must be >= {minimum:g}, got {number:g}")
+        return number
+
+    return parse
+
+
 Dropout = Annotated[
     float | None,
-    typer.Option(min=0.0, help="Dropout inside the blocks, in [0, 1).", rich_help_panel=MODEL),
+    typer.Option(
+        parser=finite_float(0.0),
+        help="Dropout inside the blocks, in [0, 1).",
+        rich_help_panel=MODEL,
+    ),
 ]
 Block = Annotated[
     str | None,
@@ -111,23 +139,32 @@ BatchSize = Annotated[
     typer.Option(min=1, help="Images per step per device.", rich_help_panel=OPTIMISATION),
 ]
 LearningRate = Annotated[
-    float | None, typer.Option("--lr", help="Adam learning rate.", rich_help_panel=OPTIMISATION)
+    float | None,
+    typer.Option(
+        "--lr", parser=finite_float(), help="Adam learning rate.", rich_help_panel=OPTIMISATION
+    ),
 ]
 LearningRateDecay = Annotated[
     float | None,
     typer.Option(
         "--lr-decay",
+        parser=finite_float(),
         help="Factor applied to the learning rate after every step.",
         rich_help_panel=OPTIMISATION,
     ),
 ]
 GradClip = Annotated[
     float | None,
-    typer.Option(help="Clip the global gradient norm to this.", rich_help_panel=OPTIMISATION),
+    typer.Option(
+        parser=finite_float(),
+        help="Clip the global gradient norm to this.",
+        rich_help_panel=OPTIMISATION,
+    ),
 ]
 EmaDecay = Annotated[
     float | None,
     typer.Option(
+        parser=finite_float(),
         help="Polyak averaging decay; the averaged weights evaluate and sample.",
         rich_help_panel=OPTIMISATION,
     ),
@@ -143,7 +180,11 @@ MaxSteps = Annotated[
 ]
 MaxMinutes = Annotated[
     float | None,
-    typer.Option(min=0.0, help="Stop after this much training time.", rich_help_panel=SCHEDULE),
+    typer.Option(
+        parser=finite_float(0.0),
+        help="Stop after this much training time.",
+        rich_help_panel=SCHEDULE,
+    ),
 ]
 EvalEvery = Annotated[
     int | None,

@@ -61,8 +61,10 @@ class TrainState:
         try:
             if state.get("version", 1) < 2:
                 return cls._from_version1(state)
-            fields = {k: state[k] for k in cls.__dataclass_fields__ if k != "window"}
-            return cls(**fields, window=LogWindow(**state["window"]))
+            # the keys without defaults must be there; the others may be missing
+            fields = {k: state[k] for k in cls.__dataclass_fields__ if k in state and k != "window"}
+            window = LogWindow(**state["window"]) if "window" in state else LogWindow()
+            return cls(**fields, window=window)
         except (KeyError, TypeError) as error:
             raise CheckpointError(
                 f"{source} is a pixelcnnpp checkpoint without the training state "
