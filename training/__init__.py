@@ -12,8 +12,9 @@ from .checkpoint import (
     save_checkpoint,
 )
 from .config import PRESETS, TrainConfig, preset
-from .datasets import (
+from .data import (
     DATASETS,
+    DataFile,
     DatasetError,
     DatasetSpec,
     PixelDataset,
@@ -23,6 +24,7 @@ from .datasets import (
     list_datasets,
     load_dataset,
     register_dataset,
+    register_format,
 )
 from .distributed import DistContext, init_distributed
 from .evaluation import EvalResult, confidence_interval, evaluate
@@ -36,6 +38,7 @@ __all__ = [
     "PRESETS",
     "CheckpointError",
     "CheckpointManager",
+    "DataFile",
     "DatasetError",
     "DatasetSpec",
     "DistContext",
@@ -64,6 +67,7 @@ __all__ = [
     "preset",
     "read_metrics",
     "register_dataset",
+    "register_format",
     "save_checkpoint",
     "save_image_grid",
     "train",

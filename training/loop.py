@@ -33,7 +33,7 @@ from pixelcnnpp.likelihoods import bits_per_dim
 
 from .checkpoint import CheckpointManager, load_checkpoint
 from .config import TrainConfig
-from .datasets import load_dataset
+from .data import load_dataset
 from .distributed import (
     DistContext,
     all_mean,
