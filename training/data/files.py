@@ -59,13 +59,15 @@ class DataFile:
 
 
 def record_files(paths: Iterable[Path], known: Mapping[str, str | None]) -> tuple[DataFile, ...]:
-    """A :class:`DataFile` per path. ``known`` maps file names to their SHA-256; for
-    ``name.gz``, a digest under ``name`` is that of its decompressed contents. Digests are
-    computed only for files with a known one."""
+    """A :class:`DataFile` per path (made absolute, so a record read later still points at the
+    file). ``known`` maps file names to their SHA-256; for ``name.gz``, a digest under
+    ``name`` is that of its decompressed contents. Digests are computed only for files with a
+    known one."""
     return tuple(_record(path, known) for path in paths)
 
 
 def _record(path: Path, known: Mapping[str, str | None]) -> DataFile:
+    path = Path(path).absolute()
     try:
         stat = path.stat()
     except OSError as error:
