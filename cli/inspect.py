@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect as pyinspect
 import json
 import re
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -31,26 +32,53 @@ from .plugins import load_plugins
 
 
 def datasets(ctx: typer.Context, plugins: Plugins = None) -> None:
-    """The known datasets: image shape, classes, and whether and where their files are found
-    (or how to get them)."""
+    """The known datasets: image shape, classes, and whether and where their files are found;
+    below the table, how to get each one that is not."""
     session: Session = ctx.obj
     load_plugins(plugins)
     table = Table(title="Datasets", title_justify="left")
-    for column in ("name", "image shape", "classes", "found", "where / how to get it"):
+    for column in ("name", "image", "classes", "on disk"):
         table.add_column(column, overflow="fold")
+    missing: list[tuple[str, str]] = []
     for name in list_datasets():
         spec, status = get_dataset_spec(name), dataset_status(name)
-        shape = "x".join(map(str, spec.image_shape)) if spec.image_shape else "from the files"
+        shape = "x".join(map(str, spec.image_shape)) if spec.image_shape else "any"
         if spec.data_dir_required:
-            found, where = "needs --data-dir", spec.how_to_get
+            found = Text("needs --data-dir")
+            missing.append((name, spec.how_to_get))
         elif status["found"]:
-            found, where = "[green]yes[/green]", status["path"]
+            found = Text.assemble(("yes", "green"), f" {status['path']}")
         elif status["problem"]:
-            found, where = "[yellow]incomplete[/yellow]", f"{status['path']}: {status['problem']}"
+            found = Text("incomplete (below)", style="yellow")
+            missing.append((name, f"{status['path']}: {status['problem']}"))
         else:
-            found, where = "[red]no[/red]", status["how_to_get"]
-        table.add_row(name, shape, str(spec.num_classes or "-"), found, Text(where))
+            found = Text("no (below)", style="red")
+            missing.append((name, status["how_to_get"]))
+        table.add_row(name, shape, str(spec.num_classes or "-"), found)
     session.show(table)
+    # Paragraphs, not a table column: at 80 columns a column is too narrow for the URLs, and
+    # textwrap breaks lines at spaces only, so no URL or path is cut.
+    width = session.out.width
+
+    def paragraph(text: str, indent: str = "") -> Text:
+        return Text(
+            textwrap.fill(
+                text,
+                width,
+                initial_indent=indent,
+                subsequent_indent=indent,
+                break_long_words=False,
+                break_on_hyphens=False,
+            )
+        )
+
+    for name, text in missing:
+        session.show(Text(""), Text(name, style="bold"), paragraph(text, "  "))
+    where = (
+        "Without --data-dir, files are looked for in $PIXELCNNPP_DATA/<name>, $PIXELCNNPP_DATA, "
+        "/usr/share/datasets/<name> and ~/.cache/pixelcnnpp/<name>; with --data-dir, only there."
+    )
+    session.show(Text(""), paragraph(where))
 
 
 def blocks(ctx: typer.Context, plugins: Plugins = None) -> None:

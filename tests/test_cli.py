@@ -29,8 +29,9 @@ from pixelcnnpp.autoregressive import GatedResnet
 from pixelcnnpp.autoregressive.blocks import BLOCKS
 from pixelcnnpp.cli import app, reference
 from pixelcnnpp.cli import inspect as inspect_command
-from pixelcnnpp.training import PRESETS, datasets, load_checkpoint
+from pixelcnnpp.training import PRESETS, list_datasets, load_checkpoint
 from pixelcnnpp.training import loop as loop_module
+from pixelcnnpp.training.data import locations
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -105,7 +106,7 @@ def isolated_locations(tmp_path, monkeypatch):
     monkeypatch.delenv("PIXELCNNPP_DATA", raising=False)
     monkeypatch.delenv("RANK", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setattr(datasets, "SYSTEM_DATA_DIRS", [tmp_path / "system"])
+    monkeypatch.setattr(locations, "SYSTEM_DATA_DIRS", [tmp_path / "system"])
 
 
 @pytest.fixture(scope="module")
@@ -420,7 +421,7 @@ def test_datasets_lists_names_shapes_and_where_they_are(data_root, monkeypatch):
     monkeypatch.setenv("PIXELCNNPP_DATA", str(data_root))
     result = invoke("datasets")
     rows = {line.split("│")[1].strip(): line for line in result.stdout.splitlines() if line.count("│") > 3}  # fmt: skip
-    assert set(datasets.list_datasets()) <= set(rows)
+    assert set(list_datasets()) <= set(rows)
     assert "1x28x28" in rows["fashion-mnist"] and "yes" in rows["fashion-mnist"]
     assert str(data_root / "fashion-mnist") in rows["fashion-mnist"]
     assert "no" in rows["cifar10"] and "--download" in result.stdout

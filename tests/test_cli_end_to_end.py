@@ -14,7 +14,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from pixelcnnpp.cli import app
-from pixelcnnpp.training import datasets
+from pixelcnnpp.training.data import locations
 
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
@@ -41,7 +41,7 @@ def only_the_system_copy(tmp_path, monkeypatch):
     monkeypatch.delenv("PIXELCNNPP_DATA", raising=False)
     monkeypatch.delenv("RANK", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setattr(datasets, "SYSTEM_DATA_DIRS", [FASHION_MNIST.parent])
+    monkeypatch.setattr(locations, "SYSTEM_DATA_DIRS", [FASHION_MNIST.parent])
 
 
 def invoke(*args):

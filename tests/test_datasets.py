@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import hashlib
+import inspect
 import io
 import os
 import pickle
@@ -22,22 +23,32 @@ import scipy.io
 import torch
 from PIL import Image
 
-from pixelcnnpp.training import DATASETS, datasets
-from pixelcnnpp.training.data_formats import load_array_pickle
-from pixelcnnpp.training.datasets import (
+from pixelcnnpp.training import DATASETS
+from pixelcnnpp.training.data import (
+    ArraySplit,
+    DataFile,
+    DataFormat,
     DatasetError,
     DatasetSpec,
     PixelDataset,
     RemoteFile,
     dataset_status,
     default_data_dirs,
+    describe_files,
     download_dataset,
+    download_file,
+    format_options,
     get_dataset_spec,
+    get_format,
     list_datasets,
+    list_formats,
     load_dataset,
+    locations,
+    record_files,
     register_dataset,
+    register_format,
 )
-from pixelcnnpp.training.download import download_file
+from pixelcnnpp.training.data.cifar import load_array_pickle
 
 REAL_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 BUILT_IN = [
@@ -58,7 +69,7 @@ def isolated_locations(tmp_path, monkeypatch):
     """No test sees the real system copy, $PIXELCNNPP_DATA or ~/.cache unless it sets them."""
     monkeypatch.delenv("PIXELCNNPP_DATA", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setattr(datasets, "SYSTEM_DATA_DIRS", [tmp_path / "system"])
+    monkeypatch.setattr(locations, "SYSTEM_DATA_DIRS", [tmp_path / "system"])
 
 
 def numbered_images(n: int, shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
@@ -694,11 +705,16 @@ def test_search_order(tmp_path, monkeypatch):
     monkeypatch.setenv("PIXELCNNPP_DATA", str(env))
     assert default_data_dirs("mnist") == list(places.values())[1:]
 
-    def found() -> tuple[int, Path]:
-        ds = load_dataset("mnist", "test", data_dir=places["data_dir"])
+    def found(data_dir=None) -> tuple[int, Path]:
+        ds = load_dataset("mnist", "test", data_dir=data_dir)
         return len(ds), ds.source.parent
 
-    for n, folder in enumerate(places.values(), start=1):
+    assert found(places["data_dir"]) == (1, places["data_dir"])
+    for file in places["data_dir"].glob("t10k-*"):
+        file.unlink()
+    with pytest.raises(DatasetError, match="no test split found"):
+        found(places["data_dir"])  # a given data_dir is the only place looked in
+    for n, folder in enumerate(list(places.values())[1:], start=2):
         assert found() == (n, folder)
         for file in folder.glob("t10k-*"):
             file.unlink()
@@ -706,22 +722,52 @@ def test_search_order(tmp_path, monkeypatch):
         found()
 
 
+@pytest.mark.parametrize("given", ["empty folder", "garbage file", "other files"])
+def test_a_given_data_dir_is_the_only_place_looked_in(tmp_path, given):
+    """Regression (issue 12.2): with the dataset in the system folder, a data_dir without it
+    used to load the system copy silently."""
+    idx_dataset(tmp_path / "system" / "fashion-mnist")
+    data_dir = tmp_path / "given"
+    if given == "garbage file":
+        data_dir.write_bytes(os.urandom(100))
+    else:
+        data_dir.mkdir()
+    if given == "other files":
+        (data_dir / "notes.txt").write_text("not the data")
+    with pytest.raises(DatasetError) as error:
+        load_dataset("fashion-mnist", "test", data_dir=data_dir)
+    message = str(error.value)
+    assert f"\n  {data_dir} (" in message and "the only place looked in" in message
+    assert "t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz" in message
+    assert str(tmp_path / "system") not in message
+    there = {"empty folder": "empty", "garbage file": "a file, not a folder"}
+    assert there.get(given, "it holds notes.txt") in message
+    status = dataset_status("fashion-mnist", data_dir=data_dir)
+    assert status["found"] is False and status["searched"] == [str(data_dir)]
+    assert len(load_dataset("fashion-mnist", "test")) == 5  # the system copy, when not given
+
+
 def test_missing_files_say_where_and_how(tmp_path, monkeypatch):
     monkeypatch.setenv("PIXELCNNPP_DATA", str(tmp_path / "env"))
     (tmp_path / "given").mkdir()
-    with pytest.raises(DatasetError) as error:
-        load_dataset("fashion-mnist", data_dir=tmp_path / "given")
-    message = str(error.value)
-    for folder in (
-        tmp_path / "given",
+    defaults = (
         tmp_path / "env" / "fashion-mnist",
         tmp_path / "env",
         tmp_path / "system" / "fashion-mnist",
         tmp_path / "cache" / "pixelcnnpp" / "fashion-mnist",
-    ):
-        assert f"\n  {folder}" in message
+    )
+    with pytest.raises(DatasetError) as error:
+        load_dataset("fashion-mnist", data_dir=tmp_path / "given")
+    message = str(error.value)
+    assert f"\n  {tmp_path / 'given'}" in message
+    for folder in defaults:
+        assert f"\n  {folder}" not in message
     assert "train-images-idx3-ubyte.gz" in message
     assert "apt-get install dataset-fashion-mnist" in message and "download=True" in message
+    with pytest.raises(DatasetError) as error:
+        load_dataset("fashion-mnist")
+    for folder in defaults:
+        assert f"\n  {folder}" in str(error.value)
 
     with pytest.raises(
         DatasetError, match=re.escape("https://www.cs.toronto.edu/~kriz/cifar-10-python")
@@ -737,7 +783,8 @@ def test_missing_files_say_where_and_how(tmp_path, monkeypatch):
 def test_dataset_status(tmp_path):
     status = dataset_status("mnist", data_dir=tmp_path)
     assert status["name"] == "mnist" and status["found"] is False and status["path"] is None
-    assert status["searched"] == [str(tmp_path), *map(str, default_data_dirs("mnist"))]
+    assert status["searched"] == [str(tmp_path)]  # a given data_dir is the only place
+    assert dataset_status("mnist")["searched"] == list(map(str, default_data_dirs("mnist")))
     assert "ossci-datasets" in status["how_to_get"]
     idx_dataset(tmp_path)
     status = dataset_status("mnist", data_dir=tmp_path)
@@ -912,13 +959,167 @@ def test_pixel_dataset_contract():
         PixelDataset(images, torch.arange(5), num_bits=5)
 
 
+# Which files a load read
+
+
+def test_files_read_with_their_size_and_checksum(tmp_path, monkeypatch, registries):
+    fashion_mnist_served(tmp_path, monkeypatch)  # published digests of the served files
+    served = tmp_path / "server"
+    train = load_dataset("fashion-mnist", data_dir=served, validation_size=4)
+    names = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"]
+    assert train.files == (
+        DataFile(served / names[0], (served / names[0]).stat().st_size, "matched"),
+        DataFile(served / names[1], (served / names[1]).stat().st_size, "matched"),
+    )
+    validation = load_dataset("fashion-mnist", "validation", data_dir=served, validation_size=4)
+    assert validation.files == train.files  # carved from the same files
+    assert re.fullmatch(
+        rf"fashion-mnist train: {re.escape(str(served))}: {names[0]} \(\d+\.\d kB\), "
+        rf"{names[1]} \(\d+ B\); SHA-256 matches the published digests",
+        train.describe_files(),
+    ), train.describe_files()
+    # Same name, other bytes (recompressed): read, and said to differ from the published one.
+    labels = served / names[1]
+    labels.write_bytes(gzip.compress(gzip.decompress(labels.read_bytes()), compresslevel=1))
+    changed = load_dataset("fashion-mnist", data_dir=served, validation_size=4)
+    assert [f.checksum for f in changed.files] == ["matched", "mismatched"]
+    assert changed.files[1].describe() == (
+        f"{labels} ({labels.stat().st_size} B, SHA-256 differs from the known one)"
+    )
+    line = changed.describe_files()
+    assert line.endswith(f"SHA-256 DIFFERS from the known digest for {names[1]}; "
+                         f"matches for {names[0]}")  # fmt: skip
+    # With the digest of the decompressed contents known, the recompressed copy is recognised.
+    contents = hashlib.sha256(gzip.decompress(labels.read_bytes())).hexdigest()
+    spec = get_dataset_spec("fashion-mnist")
+    known = dataclasses.replace(spec, checksums={names[1].removesuffix(".gz"): contents})
+    DATASETS.register("fashion-mnist", known, override=True)
+    recognised = load_dataset("fashion-mnist", data_dir=served, validation_size=4)
+    assert [f.checksum for f in recognised.files] == ["matched", "contents matched"]
+    assert recognised.describe_files().endswith(
+        f"matches for {names[0]}; decompressed contents match for {names[1]}"
+    )
+    labels.write_bytes(gzip.compress(b"other contents"))
+    assert record_files([labels], known.known_checksums())[0].checksum == "mismatched"
+
+
+def test_files_read_by_every_kind_of_format(tmp_path):
+    write_cifar(tmp_path / "tar", "cifar10", as_tar=True)
+    (archive,) = load_dataset("cifar10", "test", data_dir=tmp_path / "tar").files
+    assert archive.path == tmp_path / "tar" / "cifar-10-python.tar.gz"
+    assert archive.checksum == "mismatched"  # not the published archive
+    write_cifar(tmp_path / "unpacked", "cifar10", as_tar=False)
+    batches = load_dataset("cifar10", data_dir=tmp_path / "unpacked", validation_size=0).files
+    folder = tmp_path / "unpacked" / "cifar-10-batches-py"
+    assert [f.path for f in batches] == [folder / f"data_batch_{i}" for i in range(1, 6)]
+    assert {f.checksum for f in batches} == {"unknown"}
+
+    for i in range(6):
+        save_image(tmp_path / "pics" / f"c{i % 2}" / f"{i}.png", np.full((2, 3), i, np.uint8))
+    pictures = load_dataset("image-folder", data_dir=tmp_path / "pics", validation_size=0)
+    assert [f.path.name for f in pictures.files] == ["0.png", "2.png", "4.png"] + [
+        "1.png", "3.png", "5.png"
+    ]  # fmt: skip
+    total = sum(f.size for f in pictures.files)
+    assert pictures.describe_files() == (
+        f"image-folder train: {tmp_path / 'pics'}: 6 files ({total} B); no known SHA-256"
+    )
+
+    np.savez(tmp_path / "d.npz", images=np.zeros((2, 3, 3), np.uint8))
+    (array,) = load_dataset("npz", data_dir=tmp_path / "d.npz", validation_size=0).files
+    assert (array.path, array.checksum) == (tmp_path / "d.npz", "unknown")
+    write_imagenet(tmp_path / "in", 32, per_batch=1)
+    batches = load_dataset("imagenet32", "test", data_dir=tmp_path / "in").files
+    assert [f.path for f in batches] == [tmp_path / "in" / "val_data.npz"]
+    assert PixelDataset(torch.zeros(1, 1, 2, 2, dtype=torch.uint8)).files == ()
+
+
+def test_describe_files_sizes_and_mixed_checksums():
+    folder = Path("/data/x")
+    files = [
+        DataFile(folder / "a.bin", 999, "matched"),
+        DataFile(folder / "sub" / "b.bin", 1_500, "unknown"),
+        DataFile(folder / "c.bin", 2_345_678_901, "matched"),
+    ]
+    assert describe_files(files) == (
+        "/data/x: a.bin (999 B), sub/b.bin (1.5 kB), c.bin (2.3 GB); "
+        "matches for a.bin, c.bin; none known for b.bin"
+    )
+    assert describe_files([]) == "no files"
+
+
+# Formats: the registry, and a format added without touching load_dataset
+
+
+@pytest.mark.parametrize("name", list_formats())
+def test_every_registered_format_keeps_the_contract(name, tmp_path):
+    data_format = get_format(name)
+    assert isinstance(data_format, DataFormat)
+    read = inspect.signature(data_format.read).parameters
+    for option in format_options(data_format):
+        assert read[option].default is not inspect.Parameter.empty, f"{name}: {option}"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for split in ("train", "test"):  # nothing there: None, the folder itself, or a clear error
+        try:
+            assert data_format.locate(empty, split) in (None, empty)
+        except DatasetError as error:
+            assert str(empty) in str(error)
+
+
+@pytest.mark.parametrize("name", list_datasets())
+def test_every_dataset_names_a_registered_format(name):
+    spec = get_dataset_spec(name)
+    assert isinstance(spec.reader, str) and spec.reader in list_formats()
+    assert spec.format is get_format(spec.reader)
+
+
+def test_a_new_format_and_its_option_need_no_change_to_load_dataset(tmp_path, registries):
+    @register_format("text-grid")
+    class TextGrid:
+        """Digits 0-9 in a text file, one image per blank-line-separated block."""
+
+        def locate(self, folder, split):
+            path = folder / f"{split}.txt"
+            return path if path.is_file() else None
+
+        def read(self, path, split, scale=1):
+            blocks = path.read_text().strip().split("\n\n")
+            images = np.array([[[int(c) for c in row] for row in b.split()] for b in blocks])
+            return ArraySplit(images=(images[:, None] * scale).astype(np.uint8), labels=None,
+                              source=path)  # fmt: skip
+
+    register_dataset("digits-text")(
+        lambda: DatasetSpec(
+            name="digits-text", description="d", image_shape=None, num_classes=None,
+            files={"train": ("train.txt",), "test": ("test.txt",)}, downloads=None,
+            how_to_get="write them", reader="text-grid",
+        )
+    )  # fmt: skip
+    (tmp_path / "train.txt").write_text("12\n34\n\n56\n78\n")
+    ds = load_dataset("digits-text", data_dir=tmp_path, validation_size=0, scale=10)
+    assert ds.images[:, 0].tolist() == [[[10, 20], [30, 40]], [[50, 60], [70, 80]]]
+    assert [f.path for f in ds.files] == [tmp_path / "train.txt"]
+    assert get_dataset_spec("digits-text").options == ("scale",)
+    with pytest.raises(DatasetError, match="scale applies only to digits-text, not to mnist"):
+        load_dataset("mnist", data_dir=tmp_path, scale=2)
+    with pytest.raises(DatasetError, match="digits-text: unknown option 'zoom'; it takes 'scale'"):
+        load_dataset("digits-text", data_dir=tmp_path, zoom=2)
+    with pytest.raises(ValueError, match="already registered"):
+        register_format("text-grid")(TextGrid)
+    with pytest.raises(ValueError, match="must have locate"):
+        register_format("not-a-format")(lambda: object())
+    with pytest.raises(DatasetError, match="unknown data format 'nope'; known data formats"):
+        _ = dataclasses.replace(get_dataset_spec("digits-text"), reader="nope").format
+
+
 # The real Fashion-MNIST, as `apt-get install dataset-fashion-mnist` installs it
 
 
 def test_real_fashion_mnist(monkeypatch):
     if not REAL_FASHION_MNIST.is_dir():
         pytest.skip(f"{REAL_FASHION_MNIST} absent: apt-get install dataset-fashion-mnist")
-    monkeypatch.setattr(datasets, "SYSTEM_DATA_DIRS", [REAL_FASHION_MNIST.parent])
+    monkeypatch.setattr(locations, "SYSTEM_DATA_DIRS", [REAL_FASHION_MNIST.parent])
     assert dataset_status("fashion-mnist")["found"]
     for split, n in (("train", 60000), ("test", 10000)):
         ds = load_dataset("fashion-mnist", split, validation_size=0)
@@ -926,6 +1127,13 @@ def test_real_fashion_mnist(monkeypatch):
         assert ds.source.parent == REAL_FASHION_MNIST
         assert torch.bincount(ds.labels).tolist() == [n // 10] * 10  # 10 balanced classes
         assert ds.images.max() == 255 and ds.images.min() == 0
+        prefix = "train" if split == "train" else "t10k"
+        assert [(f.path, f.checksum) for f in ds.files] == [
+            (REAL_FASHION_MNIST / f"{prefix}-images-idx3-ubyte.gz", "contents matched"),
+            (REAL_FASHION_MNIST / f"{prefix}-labels-idx1-ubyte.gz", "contents matched"),
+        ]  # the Debian package recompressed the published files: only the contents match
+        assert [f.size for f in ds.files] == [f.path.stat().st_size for f in ds.files]
+        assert ds.describe_files().endswith("decompressed contents match the known SHA-256 digests")
 
 
 def test_a_data_dir_that_does_not_exist_is_an_error_not_a_fallback(tmp_path):

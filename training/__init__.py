@@ -13,8 +13,9 @@ from .checkpoint import (
     save_checkpoint,
 )
 from .config import PRESETS, TrainConfig, preset
-from .datasets import (
+from .data import (
     DATASETS,
+    DataFile,
     DatasetError,
     DatasetSpec,
     PixelDataset,
@@ -24,6 +25,7 @@ from .datasets import (
     list_datasets,
     load_dataset,
     register_dataset,
+    register_format,
 )
 from .distributed import DistContext, init_distributed
 from .evaluation import EvalResult, confidence_interval, evaluate
@@ -40,6 +42,7 @@ __all__ = [
     "RESUME_OVERRIDES",
     "CheckpointError",
     "CheckpointManager",
+    "DataFile",
     "DatasetError",
     "DatasetSpec",
     "DiskFullError",
@@ -72,6 +75,7 @@ __all__ = [
     "preset",
     "read_metrics",
     "register_dataset",
+    "register_format",
     "save_checkpoint",
     "save_image_grid",
     "train",

@@ -19,7 +19,7 @@ from PIL import Image
 from scipy import stats
 
 from .config import TrainConfig
-from .datasets import get_dataset_spec, load_dataset
+from .data import get_dataset_spec, load_dataset
 from .evaluation import confidence_interval
 from .images import plot_learning_curves, side_by_side
 from .loop import TrainResult, train

@@ -32,7 +32,7 @@ from pixelcnnpp.likelihoods import bits_per_dim
 
 from .checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint
 from .config import TrainConfig
-from .datasets import load_dataset
+from .data import load_dataset
 from .distributed import (
     DistContext,
     barrier,

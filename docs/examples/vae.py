@@ -69,7 +69,7 @@ class VAEConfig:
     test_images: int = 500  # the first N test images are scored (every draw costs a decode)
     eval_batch_size: int = 250
     subset: int | None = None  # train on the first N training images only
-    data_dir: str | None = None  # looked in first; default: where load_dataset looks
+    data_dir: str | None = None  # the only place looked in; default: where load_dataset looks
     out: str = "vae-out"  # folder for the image grid and the results JSON
     seed: int = 0
     device: str = "auto"  # "auto": CUDA when available

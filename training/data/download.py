@@ -1,4 +1,5 @@
-"""Fetch a file over HTTP(S) (or ``file://``), verify its SHA-256, and only then put it in place.
+"""Fetch a dataset's published files over HTTP(S) (or ``file://``), verify each one's SHA-256,
+and only then put it in place.
 
 The bytes go to a temporary file beside the destination while their digest is computed; a
 file whose size or digest is wrong is deleted, a good one is renamed onto the destination.
@@ -7,6 +8,7 @@ So the destination is either absent or the verified file, never half written.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import http.client
 import os
@@ -14,14 +16,58 @@ import re
 import tempfile
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from .data_formats import DatasetError
+from .errors import DatasetError
+from .locations import default_download_dir
+from .spec import get_dataset_spec
+
+__all__ = ["download_dataset", "download_file"]
 
 CHUNK_SIZE = 1 << 20
 USER_AGENT = "pixelcnnpp-downloader"
 Progress = Callable[[int, int | None], None]
+
+
+def download_dataset(
+    name: str,
+    data_dir: str | os.PathLike | None = None,
+    splits: Iterable[str] = ("train", "test"),
+    progress: Callable[[str, int, int | None], None] | None = None,
+) -> Path:
+    """Fetch the official files of ``splits`` into ``data_dir`` and return that folder.
+
+    The folder defaults to :func:`default_download_dir`. Files already there are kept; each new
+    one is checked against its published SHA-256 before it is put in place.
+    ``progress(file_name, bytes_done, bytes_total)`` reports each file as it arrives.
+    """
+    spec = get_dataset_spec(name)
+    if spec.downloads is None:
+        raise DatasetError(f"{name} has no public direct download. {spec.how_to_get}")
+    target = Path(data_dir).expanduser() if data_dir is not None else default_download_dir(name)
+    names: dict[str, None] = {}
+    for split in splits:
+        if split not in spec.files:
+            raise DatasetError(
+                f"{name} has no split {split!r} to download; its splits are "
+                f"{', '.join(spec.splits)}"
+            )
+        names.update(dict.fromkeys(spec.files[split]))
+    for file_name in names:
+        destination = target / file_name
+        if destination.is_file():
+            continue
+        remote = spec.downloads.get(file_name)
+        if remote is None or remote.sha256 is None:
+            where = f"from {remote.url} " if remote is not None else ""
+            raise DatasetError(
+                f"{name}: no published SHA-256 for {file_name}, so it is not downloaded "
+                f"unverified; fetch it {where}into {target} yourself"
+            )
+        report = None if progress is None else functools.partial(progress, file_name)
+        download_file(remote.url, destination, remote.sha256, remote.size, progress=report)
+    return target
 
 
 def download_file(
