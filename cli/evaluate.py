@@ -78,6 +78,7 @@ def evaluate(
     )
     trained: dict[str, Any] = state.get("train_config") or {}
     data = _load_split(trained, dataset, split, data_dir, model.config.num_bits)
+    session.note(f"Read {data.describe_files()}")
     batch = batch_size or trained.get("eval_batch_size", 256)
     result = evaluate_split(model, data, batch, max_images, reporter=session.reporter())
     if save_per_image is not None:

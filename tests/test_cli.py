@@ -280,6 +280,7 @@ def test_evaluate_prints_bits_per_dim_that_match_the_run(run_dir, tmp_path):
     values = np.load(per_image)
     assert values.shape == (16,) and values.mean() == pytest.approx(printed, abs=1e-4)
     assert table_value(result.stdout, "dataset") == "npz (test)"
+    assert "Read npz test:" in result.output and "test.npz" in result.output
 
     checkpoint = load_checkpoint(run_dir)  # a checkpoint file works as well as its folder
     assert checkpoint["step"] == 2

@@ -285,3 +285,36 @@ def test_site_builds_strictly(tmp_path):
         timeout=300,
     )
     assert result.returncode == 0, result.stderr + result.stdout
+
+
+@pytest.mark.parametrize("with_sudo", [True, False])
+def test_the_readme_set_up_line_runs_as_root_and_with_sudo(tmp_path, with_sudo):
+    """The README's first command, run by bash exactly as written, with the programs it calls
+    replaced by stand-ins that log their arguments: with sudo on the PATH, and as root on a
+    fresh machine without it (where ``sudo`` would be "command not found")."""
+    text = (ROOT / "README.md").read_text()
+    (line,) = [ln for ln in text.splitlines() if "apt-get install" in ln and ln.startswith("pip ")]
+    bin_dir, log = tmp_path / "bin", tmp_path / "calls.log"
+    bin_dir.mkdir()
+    names = ["pip", "apt-get", "pixelcnn"] + (["sudo"] if with_sudo else [])
+    for name in names:
+        script = bin_dir / name
+        run_rest = '"$@"' if name == "sudo" else ""
+        script.write_text(f'#!/bin/sh\necho "${{0##*/}} $*" >> {log}\n{run_rest}\n')
+        script.chmod(0o755)
+    done = subprocess.run(
+        ["/bin/bash", "-c", line], env={"PATH": str(bin_dir)}, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    apt = [
+        "apt-get update",
+        "apt-get install -y dataset-fashion-mnist",
+    ]
+    if with_sudo:  # the stand-in sudo logs itself, then runs the command after it
+        apt = [call for command in apt for call in (f"sudo {command}", command)]
+    assert log.read_text().splitlines() == [
+        "pip install torch==2.13.0",
+        "pip install -e .[dev]",
+        *apt,
+        "pixelcnn train",
+    ]

@@ -160,6 +160,12 @@ def test_run_folder_holds_every_result(tiny_npz, tmp_path):
         test["bits_per_dim"]
     )
     assert (run / "checkpoints" / "best.pt").exists()
+    data = json.loads((run / "data.json").read_text())
+    assert data["dataset"] == "npz" and sorted(data["splits"]) == ["test", "train", "validation"]
+    for split, name in [("train", "train.npz"), ("validation", "train.npz"), ("test", "test.npz")]:
+        (record,) = data["splits"][split]
+        assert record["path"] == str(tiny_npz / name) and record["checksum"] == "unknown"
+        assert record["size"] == (tiny_npz / name).stat().st_size
     assert sorted(p.name for p in (run / "checkpoints").glob("step-*.pt")) == [
         "step-00000004.pt",
         "step-00000008.pt",

@@ -365,6 +365,7 @@ class _Run:
                 "training from a dataset cannot provide conditioning vectors (model.cond_dim); set it to None"
             )
         seed_everything(cfg.seed + ctx.rank)
+        self.data_files: dict[str, tuple] = {}  # split -> the DataFile records read
         self.train_ds = self._load("train", download=cfg.download)
         self._check_data()
         self.val_ds = self._load("validation") if cfg.validation_size > 0 else None
@@ -418,7 +419,11 @@ class _Run:
             if self.ctx.local_rank == 0:
                 load_dataset(cfg.dataset, split, download=True, **kwargs)
             barrier(self.ctx)
-        return load_dataset(cfg.dataset, split, **kwargs)
+        data = load_dataset(cfg.dataset, split, **kwargs)
+        self.data_files[split] = data.files
+        if self.ctx.is_main:
+            self.reporter.message(f"Read {data.describe_files()}")
+        return data
 
     def _check_data(self) -> None:
         cfg, mcfg = self.config, self.config.model
@@ -513,6 +518,23 @@ class _Run:
             {**self.config.to_dict(), "run_id": self.run_id, "num_parameters": self.num_parameters},
         )
         self.metrics.truncate_after(self.step)
+        self._write_data_record()
+
+    def _write_data_record(self) -> None:
+        """``data.json``: every file each split was read from, its size and checksum."""
+        self.folder.write_json(
+            "data.json",
+            {
+                "dataset": self.config.dataset,
+                "splits": {
+                    split: [
+                        {"path": str(f.path), "size": f.size, "checksum": f.checksum}
+                        for f in files
+                    ]
+                    for split, files in self.data_files.items()
+                },
+            },
+        )
 
     # -- the loop -------------------------------------------------------------------------------
 
@@ -718,6 +740,7 @@ class _Run:
             result.validation = self._validate(cfg.eval_max_images, save=True)
         if evaluate_test:
             test_ds = self._load("test")
+            on_main(ctx, self._write_data_record)
             result.test = evaluate(
                 self.ema.module,
                 test_ds,

@@ -1,6 +1,7 @@
 """The run folder: the one place that knows a run's files and what state they are in.
 
     RUN/config.json        the TrainConfig, the run's identity (``run_id``) and parameter count
+    RUN/data.json          the files each split was read from, with sizes and checksum results
     RUN/metrics.jsonl      one record per logged step and per evaluation, headed by the run's id
     RUN/checkpoints/       step-XXXXXXXX.pt (the last N) and best.pt, each naming the run_id
     RUN/samples/           periodic sample grids; RUN/samples.png at the end

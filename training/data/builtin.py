@@ -138,7 +138,8 @@ def _fashion_mnist() -> DatasetSpec:
         downloads=_remote(FASHION_MNIST_URL, FASHION_MNIST_FILES),
         checksums=FASHION_MNIST_CONTENTS,
         how_to_get=(
-            "`sudo apt-get install dataset-fashion-mnist` installs the four IDX .gz files in "
+            "`apt-get update && apt-get install dataset-fashion-mnist` (as root, or with sudo) "
+            "installs the four IDX .gz files in "
             f"/usr/share/datasets/fashion-mnist, where they are found with no download; or "
             f"{_DOWNLOAD_HINT} them from {FASHION_MNIST_URL}"
         ),
