@@ -528,8 +528,7 @@ class _Run:
                 "dataset": self.config.dataset,
                 "splits": {
                     split: [
-                        {"path": str(f.path), "size": f.size, "checksum": f.checksum}
-                        for f in files
+                        {"path": str(f.path), "size": f.size, "checksum": f.checksum} for f in files
                     ]
                     for split, files in self.data_files.items()
                 },
