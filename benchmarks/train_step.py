@@ -80,6 +80,7 @@ def make_step(model: torch.nn.Module, loss_fn, optimizer=None):
 
 
 def candidates(config: PixelCNNConfig, batch: int, device: torch.device, use_compile: bool):
+    torch._dynamo.reset()  # each configuration compiles afresh, from no earlier configuration's graphs
     c, h, w = config.image_shape
     gen = torch.Generator().manual_seed(0)
     x = torch.randint(0, 2**config.num_bits, (batch, c, h, w), generator=gen).to(device)

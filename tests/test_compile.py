@@ -16,6 +16,7 @@ import pytest
 import torch
 from torch import nn
 from torch._dynamo.testing import CompileCounterWithBackend
+from torch.distributions import Distribution
 
 from pixelcnnpp.autoregressive import (
     PixelCNNConfig,
@@ -29,6 +30,16 @@ from pixelcnnpp.likelihoods import list_likelihoods
 IMAGE = (2, 5, 6)  # two channels (dmol couples them), odd sizes, two resolutions
 NUM_BITS = 3  # few levels: a small softmax head
 NUM_CLASSES = 3  # class-conditional, so that each block's conditioning is traced too
+
+
+@pytest.fixture(autouse=True)
+def distribution_validation():
+    """Dynamo's first use turns torch.distributions' argument validation off for the whole
+    process (``Distribution.set_default_validate_args(False)``, torch 2.13); put it back so
+    that later tests see the default."""
+    default = Distribution._validate_args
+    yield
+    Distribution.set_default_validate_args(default)
 
 
 def _blocks() -> list:
