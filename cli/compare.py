@@ -18,6 +18,7 @@ from .options import (
     DATA,
     MODEL,
     SCHEDULE,
+    TF32,
     Assignments,
     BatchSize,
     Block,
@@ -115,6 +116,7 @@ def compare(
     precision: Precision = None,
     compile: Compile = False,
     channels_last: ChannelsLast = False,
+    tf32: TF32 = False,
     out_dir: Annotated[
         Path, typer.Option(help="Each comparison makes a new folder in here.")
     ] = Path("compare-runs"),
@@ -169,6 +171,7 @@ def compare(
         precision=precision,
         compile=compile,
         channels_last=channels_last,
+        tf32=tf32,
     )
     if steps is not None:
         options.update(max_steps=steps, max_minutes=None)

@@ -215,6 +215,15 @@ ChannelsLast = Annotated[
     bool,
     typer.Option("--channels-last", help="Channels-last memory format.", rich_help_panel=HARDWARE),
 ]
+TF32 = Annotated[
+    bool,
+    typer.Option(
+        "--tf32",
+        help="Allow TF32 for float32 convolutions and matmuls in training (Ampere and later "
+        "GPUs: faster, 10-bit mantissa). Evaluation and sampling always run without it.",
+        rich_help_panel=HARDWARE,
+    ),
+]
 Assignments = Annotated[
     list[str] | None,
     typer.Option(
@@ -261,6 +270,7 @@ def option_changes(
     download: bool = False,
     compile: bool = False,
     channels_last: bool = False,
+    tf32: bool = False,
     **fields: Any,
 ) -> dict[str, Any]:
     """The config fields that the given options set, as ``TrainConfig.replace`` keys.
@@ -275,7 +285,12 @@ def option_changes(
     }
     if "data_dir" in changes:
         changes["data_dir"] = str(changes["data_dir"])
-    flags = {"download": download, "compile": compile, "channels_last": channels_last}
+    flags = {
+        "download": download,
+        "compile": compile,
+        "channels_last": channels_last,
+        "tf32": tf32,
+    }
     changes.update({name: True for name, on in flags.items() if on})
     if conditional:
         changes["model.num_classes"] = 1  # config_for_dataset sets the dataset's count
