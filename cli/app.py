@@ -22,6 +22,11 @@ class _Commands(TyperGroup):
     """The app's command group: errors become one red line (a traceback first with
     ``--debug``) and an exit code: 2 bad input, 1 failure, 130 interrupted."""
 
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        for command in self.commands.values():
+            _tidy_help(command)
+
     def main(
         self,
         args: Any = None,
@@ -44,6 +49,27 @@ class _Commands(TyperGroup):
     def invoke(self, ctx: typer.Context) -> Any:
         with _error_boundary(ctx):
             return super().invoke(ctx)
+
+
+def _tidy_help(command) -> None:
+    """Flags show no value type in help (they take none: typer would print ``<bool>``), and
+    arguments show their name in capitals in the usage line (not ``{checkpoint}``)."""
+    for param in command.params:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+        elif param.param_type_name == "argument" and param.metavar is None:
+            param.metavar = param.name.upper()
+            name = param.metavar if param.required else f"[{param.metavar}]"
+            param.get_usage_pieces = lambda ctx, name=name: [name]
+    help_option = command.get_help_option
+
+    def get_help_option(ctx):
+        option = help_option(ctx)
+        if option is not None and option.metavar is None:
+            option.metavar = ""
+        return option
+
+    command.get_help_option = get_help_option
 
 
 @contextmanager

@@ -188,7 +188,6 @@ def train(
         config = None
         overrides = resume_overrides(preset, options, assigned, num_mixtures)
         folder = run_dir or _run_folder_of(resume)
-        session.note(f"Resuming {resume}")
     try:
         result = run_training(
             config, folder, resume=resume, overrides=overrides, reporter=session.reporter()

@@ -399,7 +399,7 @@ class _Opaque:
 def test_compare_two_likelihoods_on_tiny_arrays(data_root, tmp_path):
     result = invoke(
         "compare", "--dataset", "npz", "--data-dir", data_root / "npz", *TINY,
-        "--steps", 1, "--subset", 16, "--out-dir", tmp_path,
+        "--max-steps", 1, "--subset", 16, "--out-dir", tmp_path,
     )  # fmt: skip
     (folder,) = tmp_path.iterdir()
     assert folder.name.endswith("dmol-vs-softmax")
@@ -508,14 +508,14 @@ def test_a_plugin_that_fails_to_import_is_exit_2_naming_it(tmp_path, monkeypatch
         (["train", "--plugin", "no_such_plugin_module"], ["--plugin", "no_such_plugin_module"]),
         (["train", "--dataset", "mnist"], ["mnist: no train split found", "--download"]),
         (["train", "--likelihood", "softmax", "--num-mixtures", "3"], ["softmax", "num_mixtures"]),
-        (["compare", "--steps", "2", "--max-minutes", "1"], ["--steps", "--max-minutes"]),
+        (["compare", "--steps", "2", "--max-minutes", "1"], ["--max-steps", "--max-minutes"]),
         (
             ["compare", "--likelihood", "dmol", "--likelihood", "beta"],
             ["unknown likelihood 'beta'"],
         ),
         (["compare", "--dataset", "celeba"], ["unknown dataset 'celeba'"]),
         (["sample", "x.pt", "--method", "fast"], ["--method", "cached", "naive"]),
-        (["evaluate"], ["Missing argument", "checkpoint"]),
+        (["evaluate"], ["Missing argument", "CHECKPOINT"]),
         (["fit"], ["No such command", "fit"]),
         (["--verbose"], ["--verbose"]),
     ],
@@ -611,3 +611,48 @@ def test_every_example_in_docs_cli_md_parses():
         command = group.get_command(root, words[0])
         assert command is not None, line
         command.make_context(words[0], words[1:], parent=root)  # raises on a bad option
+
+
+# -- what the CLI shows ------------------------------------------------------------------------------
+
+
+def test_help_shows_no_value_type_for_flags_and_plain_argument_names():
+    group = typer.main.get_command(app)
+    for name in group.commands:
+        result = invoke(name, "--help", env={"COLUMNS": "100"})
+        assert "<bool>" not in result.stdout, name
+        usage = next(line for line in result.stdout.splitlines() if "Usage:" in line)
+        assert "{" not in usage, usage
+    usage = invoke("info", "--help").stdout
+    assert "Usage: pixelcnn info [OPTIONS] CHECKPOINT" in " ".join(usage.split())
+
+
+def test_an_image_shape_the_dataset_overrides_is_refused(data_root, tmp_path):
+    result = invoke(
+        "train", "--dataset", "npz", "--data-dir", data_root / "npz", *TINY,
+        "--set", "model.image_shape=[1,16,16]", "--run-dir", tmp_path / "r", code=2,
+    )  # fmt: skip
+    line = assert_one_error_line(result, "model.image_shape=[1, 16, 16]", "[1, 8, 8]")
+    assert "comes from the dataset" in line
+
+
+def test_more_stages_than_the_images_allow_are_refused(data_root, tmp_path):
+    result = invoke(
+        "train", "--dataset", "npz", "--data-dir", data_root / "npz", *TINY,
+        "--num-stages", 10, "--run-dir", tmp_path / "r", code=2,
+    )  # fmt: skip
+    assert_one_error_line(result, "--num-stages 10", "8x8", "at most 4")
+    assert not (tmp_path / "r").exists()
+
+
+def test_info_of_a_run_shows_its_best_validation(run_dir):
+    best = load_checkpoint(run_dir / "checkpoints" / "best.pt")["best_validation_bits_per_dim"]
+    shown = table_value(invoke("info", run_dir).stdout, "best validation bits/dim")
+    assert shown.startswith(f"{best:.4f}") and "best.pt" in shown
+
+
+def test_resume_says_from_which_step(run_dir, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    result = invoke("train", "--resume", copy, "--max-steps", 3)
+    assert f"Resuming {copy} from step 2 (step-00000002.pt)" in " ".join(result.output.split())

@@ -223,6 +223,7 @@ def _resume_point(
     if target.read_config() is not None and not same:
         _check_belongs(checkpoint, state, target, target.read_config())
         run_id = target.run_id
+    reporter.message(f"Resuming {target.path} from step {state.step} ({checkpoint.name})")
     return config, target.path, state, run_id
 
 
