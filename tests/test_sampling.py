@@ -14,7 +14,7 @@ from torch import nn
 
 from pixelcnnpp.autoregressive import PixelCNNConfig, PixelCNNPP, ShiftedConv2d
 from pixelcnnpp.autoregressive import sampling as sampling_module
-from pixelcnnpp.autoregressive.blocks import BLOCKS
+from pixelcnnpp.autoregressive.blocks import BLOCKS, GatedResnet
 
 DTYPE = torch.float64
 
@@ -297,3 +297,45 @@ def test_cached_sampler_buffers_do_not_depend_on_height(monkeypatch):
         shapes.append(sorted(tuple(b.buf.shape) for b in buffers))
         monkeypatch.undo()
     assert shapes[0] == shapes[1]
+
+
+# -- the two ways a block is evaluated -------------------------------------------------------------
+
+
+class SubclassedGatedResnet(GatedResnet):
+    """Same computation as ``gated_resnet``, but its own type: the sampler runs its forward on
+    windows instead of evaluating it from its weights."""
+
+
+def _count_layers(monkeypatch):
+    counts = {}
+    for name in ("_GatedResnetU", "_GatedResnetUL", "_WindowU", "_WindowUL"):
+        cls = getattr(sampling_module, name)
+        init = cls.__init__
+
+        def counting_init(self, *args, _init=init, _name=name, **kwargs):
+            counts[_name] = counts.get(_name, 0) + 1
+            _init(self, *args, **kwargs)
+
+        monkeypatch.setattr(cls, "__init__", counting_init)
+    return counts
+
+
+@pytest.mark.parametrize("nonlinearity", ["concat_elu", "elu"])
+def test_gated_resnet_is_evaluated_from_its_weights(monkeypatch, nonlinearity):
+    counts = _count_layers(monkeypatch)
+    model = make((2, 5, 6), 3, 1, "dmol", 8, 2, 2, nonlinearity=nonlinearity)
+    naive, cached = draw(model, 2, "naive"), draw(model, 2, "cached")
+    assert torch.equal(naive, cached)
+    blocks = sum(len(s["u"]) for s in (*model.up, *model.down))
+    assert counts == {"_GatedResnetU": blocks, "_GatedResnetUL": blocks}
+
+
+def test_other_blocks_run_their_own_forward_on_windows(monkeypatch, registries):
+    BLOCKS.register("test_subclassed_gated_resnet", SubclassedGatedResnet)
+    counts = _count_layers(monkeypatch)
+    model = make((2, 5, 6), 3, 1, "dmol", 8, 2, None, block="test_subclassed_gated_resnet")
+    naive, cached = draw(model, 2, "naive"), draw(model, 2, "cached")
+    assert torch.equal(naive, cached)
+    blocks = sum(len(s["u"]) for s in (*model.up, *model.down))
+    assert counts == {"_WindowU": blocks, "_WindowUL": blocks}
