@@ -92,8 +92,8 @@ def complete(
 
     Examples:
 
-        pixelcnn complete runs/20250101-120000-fashion-mnist-dmol --split test --count 8 --keep-rows 14
-        pixelcnn complete model.pt --images faces.npy --keep-rows 16 --n-per-image 6 --out faces.png
+        pixelcnn complete runs/RUN --split test --count 8 --keep-rows 14
+        pixelcnn complete model.pt --images x.npy --keep-rows 16 --out x.png
     """
     session: Session = ctx.obj
     out = check_image_path(out, "--out")

@@ -12,6 +12,7 @@ from PIL import Image
 from test_cli import assert_one_error_line, invoke, table_value
 
 from pixelcnnpp.autoregressive import PixelCNNPP
+from pixelcnnpp.cli import app, reference
 from pixelcnnpp.training import load_dataset
 from pixelcnnpp.training.images import default_scale, image_grid, side_by_side
 
@@ -206,3 +207,9 @@ def test_complete_refuses_bad_input(args, message, run_dir, tmp_path, monkeypatc
     result = invoke("complete", run_dir, *args, code=2)
     assert_one_error_line(result, message)
     assert calls == []
+
+
+def test_complete_is_in_the_cli_reference():
+    rendered = reference.render(app)
+    assert "## `pixelcnn complete`" in rendered and "`--keep-rows <int range>`" in rendered
+    assert "--keep-rows" in invoke("complete", "--help").stdout
