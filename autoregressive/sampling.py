@@ -247,11 +247,7 @@ def _affine(base: torch.Tensor, x: torch.Tensor, weight: torch.Tensor) -> torch.
 
 def _nonlinearity_into(f: Callable, x: torch.Tensor, out: torch.Tensor) -> None:
     """``out = f(x)`` along the last (channel) axis, for ``concat_elu`` and ``elu``."""
-    k = x.shape[-1]
-    out[..., :k] = x
-    if f is concat_elu:
-        torch.neg(x, out=out[..., k:])
-    F.elu_(out)
+    _Nonlinearity(f, out)(x)
 
 
 def _tap_weights(weight: torch.Tensor, row: int) -> torch.Tensor:
@@ -279,7 +275,9 @@ def _gated_resnet_weights(block: GatedResnet, hvec) -> dict:
 
 
 class _Nonlinearity:
-    """``f`` into fixed columns ``[B, mF]``: the whole output and its two halves, precomputed."""
+    """``f`` (``concat_elu`` or ``elu``) along the last axis into ``out [..., mF]``: for
+    ``concat_elu``, ``x`` and ``-x`` into the two halves, then ELU in place (the views are made
+    once, for fixed columns)."""
 
     def __init__(self, f: Callable, out: torch.Tensor):
         self.f, self.out = f, out

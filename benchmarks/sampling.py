@@ -2,7 +2,7 @@
 by batch size.
 
     python benchmarks/sampling.py [--configs a,b,c] [--repeats 3] [--batches 16,32,64,128,256]
-                                  [--throughput-n 256] [--json-only]
+                                  [--throughput-n 256] [--naive-rows b=4] [--reuse] [--json-only]
 
 Configurations (the issue's targets for cached over naive, same images):
 
@@ -11,8 +11,9 @@ Configurations (the issue's targets for cached over naive, same images):
 - (c) 1x16x16, 32 filters, 1 block per stage, 5 mixtures, 8 images: >= 25x.
 
 Each method draws the images from the same untrained float32 model (sampling costs the same
-whatever the weights) with the same generator seed; naive runs once (it takes minutes), cached
-``--repeats`` times (median). Reported: wall and CPU seconds, pixels per second
+whatever the weights) with the same generator seed; naive runs once (it takes minutes; with
+``--naive-rows`` over the first rows only, scaled to the image), cached ``--repeats`` times
+(median). Reported: wall and CPU seconds, pixels per second
 (``n * H * W / wall``), peak memory, and whether both methods returned the same images. Then
 (a) with ``--throughput-n`` images drawn in batches of each size in ``--batches`` (as
 ``pixelcnn sample --batch-size`` does): images/s and peak memory, and the best batch size.
@@ -26,6 +27,7 @@ what was allocated before. Prints a table, then one JSON line.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import resource
 import statistics
 import subprocess
@@ -65,11 +67,23 @@ def _rss_bytes() -> int:
         return int(f.read().split()[1]) * resource.getpagesize()
 
 
+class _RowsDone(Exception):
+    """Raised by the progress callback to stop a naive run after its first rows."""
+
+
 def worker(
-    config_name: str, method: str, n: int, batch: int, repeats: int, device: str, out: Path
+    config_name: str,
+    method: str,
+    n: int,
+    batch: int,
+    repeats: int,
+    device: str,
+    out: Path,
+    rows: int = 0,
 ) -> None:
     """Draw ``n`` images in batches of ``batch``, ``repeats`` times; write the times, the peak
-    memory and the images of the first repeat to ``out``."""
+    memory and the images of the first repeat to ``out``. With ``rows``, stop after that many
+    rows (one batch) and write the time scaled to the whole image, without images."""
     dev = torch.device(device)
     torch.manual_seed(0)
     model = PixelCNNPP(configurations()[config_name]).to(dev).eval()
@@ -80,6 +94,20 @@ def worker(
     else:
         base = _rss_bytes()
     walls, cpus, images = [], [], None
+    if rows:
+        height = model.config.image_shape[1]
+
+        def stop(done: int, total: int) -> None:
+            if done == rows:
+                raise _RowsDone
+
+        wall, cpu = time.perf_counter(), time.process_time()
+        with contextlib.suppress(_RowsDone):
+            model.sample(n, method=method, generator=torch.Generator(device=dev), progress=stop)
+        scale = height / rows  # every pixel of naive sampling costs one whole network pass
+        walls.append((time.perf_counter() - wall) * scale)
+        cpus.append((time.process_time() - cpu) * scale)
+        repeats = 0
     for _ in range(repeats):
         generator = torch.Generator(device=dev).manual_seed(1)
         wall, cpu = time.perf_counter(), time.process_time()
@@ -92,6 +120,8 @@ def worker(
         walls.append(time.perf_counter() - wall)
         cpus.append(time.process_time() - cpu)
         images = torch.cat(drawn).cpu() if images is None else images
+    if images is None:
+        images = torch.zeros(0)
     if dev.type == "cuda":
         peak = torch.cuda.max_memory_allocated(dev) - base
     else:
@@ -108,11 +138,20 @@ def worker(
 
 
 def measure(
-    name: str, method: str, n: int, batch: int, repeats: int, device: str, scratch: Path
+    name: str,
+    method: str,
+    n: int,
+    batch: int,
+    repeats: int,
+    device: str,
+    scratch: Path,
+    rows: int = 0,
+    reuse: bool = False,
 ) -> dict:
-    out = scratch / f"{name}-{method}-{n}-{batch}.pt"
-    args = [name, method, n, batch, repeats, device, out]
-    subprocess.run([sys.executable, __file__, "--worker", *map(str, args)], check=True)
+    out = scratch / f"{name}-{method}-{n}-{batch}-{rows}.pt"
+    if not (reuse and out.exists()):
+        args = [name, method, n, batch, repeats, device, out, rows]
+        subprocess.run([sys.executable, __file__, "--worker", *map(str, args)], check=True)
     return torch.load(out, weights_only=True)
 
 
@@ -125,21 +164,36 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--scratch", default="/tmp/pixelcnnpp-sampling-benchmark")
     parser.add_argument("--json-only", action="store_true")
-    parser.add_argument("--worker", nargs=7, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--naive-rows",
+        default="",
+        metavar="NAME=ROWS,...",
+        help="time naive sampling of these configurations over their first ROWS rows only, "
+        "scaled to the whole image (its every pixel costs one network pass); their images "
+        "are then not compared",
+    )
+    parser.add_argument(
+        "--reuse", action="store_true", help="take measurements already in --scratch"
+    )
+    parser.add_argument("--worker", nargs=8, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        name, method, n, batch, repeats, device, out = args.worker
-        worker(name, method, int(n), int(batch), int(repeats), device, Path(out))
+        name, method, n, batch, repeats, device, out, rows = args.worker
+        worker(name, method, int(n), int(batch), int(repeats), device, Path(out), int(rows))
         return
+    naive_rows = {k: int(v) for k, v in (kv.split("=") for kv in args.naive_rows.split(",") if kv)}
     scratch = Path(args.scratch)
     scratch.mkdir(parents=True, exist_ok=True)
     report = {"benchmark": "sampling", **environment(torch.device(args.device)), "configs": {}}
     for name in args.configs.split(","):
         config, (n, target) = configurations()[name], TARGETS[name]
         _, h, w = config.image_shape
+        rows = naive_rows.get(name, 0)
         runs = {
-            "cached": measure(name, "cached", n, n, args.repeats, args.device, scratch),
-            "naive": measure(name, "naive", n, n, 1, args.device, scratch),
+            "cached": measure(
+                name, "cached", n, n, args.repeats, args.device, scratch, reuse=args.reuse
+            ),
+            "naive": measure(name, "naive", n, n, 1, args.device, scratch, rows, args.reuse),
         }
         report["configs"][name] = {
             "model": config.to_dict(),
@@ -156,13 +210,16 @@ def main() -> None:
             "speedup": runs["naive"]["seconds"] / runs["cached"]["seconds"],
             "cpu_speedup": runs["naive"]["cpu_seconds"] / runs["cached"]["cpu_seconds"],
             "target": target,
-            "differing_subpixels": int((runs["cached"]["images"] != runs["naive"]["images"]).sum()),
+            "naive_rows_timed": rows or h,
+            "differing_subpixels": None
+            if rows
+            else int((runs["cached"]["images"] != runs["naive"]["images"]).sum()),
         }
     batches = [int(b) for b in args.batches.split(",") if b]
     if batches:
         total, throughput = args.throughput_n, {}
         for batch in batches:
-            r = measure("a", "cached", total, batch, 1, args.device, scratch)
+            r = measure("a", "cached", total, batch, 1, args.device, scratch, reuse=args.reuse)
             throughput[batch] = {
                 "seconds": r["seconds"],
                 "images_per_sec": total / r["seconds"],
@@ -204,6 +261,9 @@ def print_table(report: dict) -> None:
             )
         diff = entry["differing_subpixels"]
         same = "identical" if diff == 0 else f"{diff} sub-pixels differ"
+        if diff is None:
+            rows = entry["naive_rows_timed"]
+            same = f"not compared (naive timed over {rows} rows, scaled to the image)"
         print(
             f"{'':<30} cached vs naive images (float32): {same}; CPU-time speed-up {entry['cpu_speedup']:.1f}x"
         )
