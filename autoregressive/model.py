@@ -301,11 +301,34 @@ class PixelCNNPP(nn.Module):
         ``method="cached"`` reuses each layer's recent outputs so every pixel costs only the
         work its position needs; ``"naive"`` reruns the whole network per pixel. Both consume
         the generator identically and give the same images (up to float rounding at bin edges).
-        Runs in evaluation mode under ``no_grad``; ``progress(done, total)`` is called per row.
+        Runs in evaluation mode under ``no_grad``, with TF32 off (``exact_float32``);
+        ``progress(done, total)`` is called per row.
         """
         from .sampling import sample
 
         return sample(self, n, labels, cond, temperature, method, generator, progress)
+
+    @torch.no_grad()
+    def complete(
+        self,
+        x: torch.Tensor,
+        num_known: int,
+        labels: torch.Tensor | None = None,
+        cond: torch.Tensor | None = None,
+        temperature: float = 1.0,
+        method: str = "cached",
+        generator: torch.Generator | None = None,
+        progress=None,
+    ) -> torch.Tensor:
+        """Keep the first ``num_known`` pixels of ``x [B, C, H, W]`` (integers) in raster order,
+        all channels, and draw every later pixel given everything before it: ``[B, C, H, W]``.
+
+        ``num_known=0`` is ``sample``; ``num_known=H*W`` returns ``x``. Methods, generator and
+        ``progress`` (per row with pixels to draw) as in ``sample``; ``x`` is not modified.
+        """
+        from .sampling import complete
+
+        return complete(self, x, num_known, labels, cond, temperature, method, generator, progress)
 
     @property
     def num_parameters(self) -> int:

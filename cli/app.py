@@ -14,7 +14,7 @@ import typer
 from rich.text import Text
 from typer.core import TyperGroup
 
-from . import compare, evaluate, inspect, reference, sample, train
+from . import compare, complete, evaluate, inspect, reference, sample, train
 from .output import Session, report_error
 
 
@@ -154,6 +154,7 @@ for _command in (
     train.train,
     evaluate.evaluate,
     sample.sample,
+    complete.complete,
     compare.compare,
     inspect.datasets,
     inspect.blocks,

@@ -298,8 +298,8 @@ def test_sample_writes_a_grid_and_the_raw_pixels(run_dir, tmp_path):
     grid, raw = tmp_path / "grid.png", tmp_path / "pixels" / "samples.npy"
     result = invoke("sample", run_dir, "--n", 3, "--out", grid, "--npy", raw, "--seed", 1)
     assert table_value(result.stdout, "grid") == str(grid)
-    with Image.open(grid) as image:
-        assert image.size == (2 * 10 - 2, 2 * 10 - 2)  # 2x2 tiles of 8 pixels, 2 apart
+    with Image.open(grid) as image:  # 2x2 tiles of 8 pixels, 2 apart, scaled 14x
+        assert image.size == ((2 * 10 - 2) * 14, (2 * 10 - 2) * 14)
     pixels = np.load(raw)
     assert pixels.shape == (3, 1, 8, 8) and pixels.dtype == np.uint8
     again = tmp_path / "again.npy"
