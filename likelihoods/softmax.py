@@ -161,18 +161,38 @@ class PixelSoftmax(DiscretePixelDistribution):
             return out
 
     def _summarize(self) -> PixelSummary:
-        if self.coupling is not None:
-            return super()._summarize()
-        # In float64: the moments sum 2**bits terms of up to (2**bits)**2, and float32 sums of
-        # 2**16 terms drift by levels (the mean by up to 3 levels at 16 bits).
-        logits = self.logits.double()
-        logp = logits - torch.logsumexp(logits, dim=-3, keepdim=True)
-        p = logp.exp()
-        levels = torch.arange(self.num_levels, device=p.device, dtype=p.dtype).reshape(-1, 1, 1)
-        mean = (p * levels).sum(-3)
-        variance = (p * (levels - mean.unsqueeze(-3)) ** 2).sum(-3)
-        entropy = torch.where(p > 0, -p * logp, 0.0).sum((-4, -3, -2, -1))
-        return summary_in(self.logits.dtype, mean, variance, self.logits.argmax(-3), entropy)
+        if self.coupling is None:
+            mean, variance, mode, entropy = _level_summary(self.logits)
+            return summary_in(self.logits.dtype, mean, variance, mode, entropy.sum((-3, -2, -1)))
+        return super()._summarize()
+
+    def _greedy_summary(self) -> PixelSummary:
+        # Channel c's conditional given the earlier channels is a categorical over its logits,
+        # so each step of the greedy summary is in closed form.
+        mode = torch.zeros(self.batch_shape + self.event_shape, dtype=torch.long)
+        mode = mode.to(self.logits.device)
+        parts = []
+        for c in range(self.num_channels):
+            part = _level_summary(self.conditional_logits(mode)[..., c, :, :, :])
+            mode[..., c, :, :] = part[2]
+            parts.append(part)
+        mean, variance, _, entropy = (torch.stack(p, dim=-3) for p in zip(*parts, strict=True))
+        return summary_in(self.logits.dtype, mean, variance, mode, entropy.sum((-3, -2, -1)))
 
     def _values_cost(self) -> int:
         return self.num_levels
+
+
+def _level_summary(logits: torch.Tensor):
+    """Mean, variance, mode and entropy of the categorical over the levels (dim -3) of
+    ``logits [..., L, H, W]``, each ``[..., H, W]``; the floats in float64, since the moments sum
+    ``2**bits`` terms of up to ``(2**bits)**2`` and float32 sums of 2**16 terms drift (the mean
+    by up to 3 levels at 16 bits)."""
+    wide = logits.double()
+    logp = wide - torch.logsumexp(wide, dim=-3, keepdim=True)
+    p = logp.exp()
+    levels = torch.arange(logits.shape[-3], device=p.device, dtype=p.dtype).reshape(-1, 1, 1)
+    mean = (p * levels).sum(-3)
+    variance = (p * (levels - mean.unsqueeze(-3)) ** 2).sum(-3)
+    entropy = torch.where(p > 0, -p * logp, 0.0).sum(-3)
+    return mean, variance, logits.argmax(-3), entropy
