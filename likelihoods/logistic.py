@@ -155,9 +155,14 @@ def differentiating(*tensors: torch.Tensor) -> bool:
     return torch.is_grad_enabled() or _has_tangent(*tensors)
 
 
-def _transformed(*tensors: torch.Tensor) -> bool:
-    """Whether any tensor is wrapped by a ``torch.func`` transform (vmap, grad, jvp)."""
-    return any(torch._C._functorch.is_functorch_wrapped_tensor(t) for t in tensors)
+def transformed(*tensors: torch.Tensor) -> bool:
+    """Whether any tensor is wrapped by a ``torch.func`` transform (vmap, grad, jvp) or carries
+    a forward-mode tangent: then the autograd functions need their ``jvp`` and ``vmap`` rules.
+    Never while ``torch.compile`` traces (it does not trace these rules)."""
+    if torch.compiler.is_compiling():
+        return False
+    wrapped = any(torch._C._functorch.is_functorch_wrapped_tensor(t) for t in tensors)
+    return wrapped or _has_tangent(*tensors)
 
 
 def batch_first(in_dims, args):
@@ -182,7 +187,7 @@ class _LogBinMass(torch.autograd.Function):
 
     When the backward pass is itself differentiated it recomputes the slopes with ``_slopes``
     from the saved inputs instead, so second derivatives are exact and plain first-order
-    training keeps the fused pass. ``jvp`` and ``vmap`` make it work under ``torch.func``.
+    training keeps the fused pass. This class is what ``torch.compile`` traces.
     """
 
     @staticmethod
@@ -212,6 +217,11 @@ class _LogBinMass(torch.autograd.Function):
             grad_log_scales = (grad * d_log_scales).sum_to_size(log_scales.shape)
         return grad_mean, grad_log_scales, None, None, None, None
 
+
+class _TransformedLogBinMass(_LogBinMass):
+    """``_LogBinMass`` with the rules that forward-mode AD and ``torch.func`` need: ``jvp`` and
+    ``vmap`` (a class of its own because ``torch.compile`` does not trace a custom ``jvp``)."""
+
     @staticmethod
     def jvp(ctx, mean_t, log_scales_t, *_):
         mean, log_scales, lower, upper, interior = ctx.saved_tensors
@@ -225,7 +235,7 @@ class _LogBinMass(torch.autograd.Function):
 
     @staticmethod
     def vmap(info, in_dims, *args):
-        return _LogBinMass.apply(*batch_first(in_dims, args)), (0, 0, 0)
+        return _TransformedLogBinMass.apply(*batch_first(in_dims, args)), (0, 0, 0)
 
 
 def discretized_logistic_log_mass(
@@ -251,8 +261,9 @@ def discretized_logistic_log_mass(
         The log-mass, broadcast over all inputs. Differentiable in ``mean`` and ``log_scales``.
     """
     tensors = mean, log_scales, lower, upper, interior
-    grads = torch.is_grad_enabled() and (mean.requires_grad or log_scales.requires_grad)
-    if grads or _transformed(*tensors) or _has_tangent(mean, log_scales):
+    if transformed(*tensors):
+        return _TransformedLogBinMass.apply(*tensors, half_width)[0]
+    if torch.is_grad_enabled() and (mean.requires_grad or log_scales.requires_grad):
         return _LogBinMass.apply(*tensors, half_width)[0]
     out, _, _ = _log_mass_and_slopes(
         mean, log_scales, lower, upper, interior, half_width, with_slopes=False

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from einops import rearrange
 
 from .discrete import DiscretePixelDistribution, finite
-from .logistic import batch_first, differentiating, discretized_logistic_log_mass
+from .logistic import batch_first, differentiating, discretized_logistic_log_mass, transformed
 from .pixels import (
     check_num_bits,
     compute_dtype,
@@ -31,8 +31,7 @@ class _CoupledMeans(torch.autograd.Function):
 
     Written out because slicing ``means`` and ``coeffs`` per channel under autograd makes each
     slice's backward allocate and fill a zero tensor of the full size, and ``einsum`` would be
-    run in bfloat16 under CPU autocast. It is linear in ``means`` and ``coeffs``, so its
-    tangent is itself applied to the tangents; ``xs`` (scaled pixels) is a constant.
+    run in bfloat16 under CPU autocast. ``xs`` (scaled pixels) is a constant.
     """
 
     @staticmethod
@@ -46,7 +45,9 @@ class _CoupledMeans(torch.autograd.Function):
         out[..., 0, :, :, :].copy_(means[..., 0, :, :, :])
         for j, (c, p) in enumerate(_pairs(means.shape[-4])):
             term = coeffs[..., j, :, :, :], xs[..., p, :, :, :]
-            if p == 0:  # the first pair of channel c writes means + term straight into out
+            if p == 0 and torch.compiler.is_compiling():  # dynamo traces no out= into a view
+                out[..., c, :, :, :].copy_(means[..., c, :, :, :]).addcmul_(*term)
+            elif p == 0:  # the first pair of channel c writes means + term straight into out
                 torch.addcmul(means[..., c, :, :, :], *term, out=out[..., c, :, :, :])
             else:
                 out[..., c, :, :, :].addcmul_(*term)
@@ -68,7 +69,8 @@ class _CoupledMeans(torch.autograd.Function):
             grad_means = grad.sum_to_size(means_shape)
         if ctx.needs_input_grad[1]:
             pairs = _pairs(means_shape[-4])
-            if differentiating(grad):  # differentiated again (create_graph=True, torch.func)
+            # differentiated again (create_graph=True, torch.func), or traced (no out= there)
+            if differentiating(grad) or torch.compiler.is_compiling():
                 grad_coeffs = torch.stack(
                     [grad[..., c, :, :, :] * xs[..., p, :, :, :] for c, p in pairs], dim=-4
                 )
@@ -81,6 +83,12 @@ class _CoupledMeans(torch.autograd.Function):
             grad_coeffs = grad_coeffs.sum_to_size(coeffs_shape)
         return grad_means, grad_coeffs, None
 
+
+class _TransformedCoupledMeans(_CoupledMeans):
+    """``_CoupledMeans`` with ``jvp`` and ``vmap`` for forward-mode AD and ``torch.func`` (apart,
+    since ``torch.compile`` does not trace a custom ``jvp``). The function is linear in
+    ``means`` and ``coeffs``, so its tangent is the function of their tangents."""
+
     @staticmethod
     def jvp(ctx, means_t, coeffs_t, _xs_t):
         (xs,) = ctx.saved_tensors
@@ -89,11 +97,11 @@ class _CoupledMeans(torch.autograd.Function):
             means_t = xs.new_zeros(means_shape)
         if coeffs_t is None:
             coeffs_t = xs.new_zeros(coeffs_shape)
-        return _CoupledMeans.apply(means_t, coeffs_t, xs)
+        return _TransformedCoupledMeans.apply(means_t, coeffs_t, xs)
 
     @staticmethod
     def vmap(info, in_dims, *args):
-        return _CoupledMeans.apply(*batch_first(in_dims, args)), 0
+        return _TransformedCoupledMeans.apply(*batch_first(in_dims, args)), 0
 
 
 def _check_finite_params(params: torch.Tensor, blocks: list[tuple[str, int]]) -> None:
@@ -308,7 +316,10 @@ class DiscretizedLogisticMixture(DiscretePixelDistribution):
         """Means after coupling: ``[..., C, 1, H, W]`` scaled values -> ``[..., C, K, H, W]``."""
         if self.coeffs is None:
             return self.means
-        return _CoupledMeans.apply(self.means, self.coeffs, xs)
+        function = (
+            _TransformedCoupledMeans if transformed(self.means, self.coeffs, xs) else _CoupledMeans
+        )
+        return function.apply(self.means, self.coeffs, xs)
 
     def _component_log_probs(self, x: torch.Tensor) -> torch.Tensor:
         """Per channel and component log-mass: ``[..., C, H, W] -> [..., C, K, H, W]``."""

@@ -22,6 +22,8 @@ def physical(t: torch.Tensor) -> torch.Tensor:
     tensor checks all batch members at once, so bad input raises as it does eagerly. Never used
     in the computation itself.
     """
+    if torch.compiler.is_compiling():  # traced code sees no functorch wrappers
+        return t
     while torch._C._functorch.is_functorch_wrapped_tensor(t):
         t = torch._C._functorch.get_unwrapped(t)
     return t
