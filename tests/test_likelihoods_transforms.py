@@ -117,10 +117,19 @@ def test_vmap_checks_every_batch_member(case):
         func.vmap(f)(bad_params, x)
 
 
+@pytest.fixture
+def validation_default():
+    """Tracing a distribution built with ``validate_args=False`` sets torch's global default
+    to False (torch 2.13, torch's own ``Normal`` too); put the default back afterwards."""
+    default = torch.distributions.Distribution._validate_args
+    yield
+    torch.distributions.Distribution.set_default_validate_args(default)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("case", ["dmol", "softmax"])
 @pytest.mark.parametrize("channels", [1, 3])
-def test_compiled_log_prob_and_gradients_match_eager(case, channels):
+def test_compiled_log_prob_and_gradients_match_eager(case, channels, validation_default):
     """``torch.compile(fullgraph=True)`` traces both distributions, backward included."""
     g = torch.Generator().manual_seed(channels)
     x = torch.randint(0, 256, (2, channels, 3, 3), generator=g)
