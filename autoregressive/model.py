@@ -241,7 +241,8 @@ class PixelCNNPP(nn.Module):
         """The head's distribution from features ``[B, F, H, W]``, always in float32 or wider:
         under bf16/fp16 autocast the head's projection and the likelihood leave autocast, so
         means and scales keep full precision (the head is a small part of the cost).
-        ``validate=False`` skips the distribution's argument and sample checks."""
+        ``validate=False`` skips the distribution's argument and sample checks (for heads built
+        on ``LikelihoodHead``; other heads return what their ``forward`` returns)."""
         if features.dtype in (torch.float16, torch.bfloat16) or torch.is_autocast_enabled(
             features.device.type
         ):
@@ -252,13 +253,9 @@ class PixelCNNPP(nn.Module):
     def _head_distribution(
         self, features: torch.Tensor, x: torch.Tensor | None, validate: bool
     ) -> Distribution:
-        if validate:
+        if validate or not isinstance(self.head, LikelihoodHead):
             return self.head(features, x)
-        if isinstance(self.head, LikelihoodHead):
-            return self.head.unvalidated(features, x)
-        dist = self.head(features, x)
-        dist._validate_args = False
-        return dist
+        return self.head.distribution_from_features(features, x, validate_args=False)
 
     def forward(
         self, x: torch.Tensor, labels: torch.Tensor | None = None, cond: torch.Tensor | None = None
