@@ -61,9 +61,11 @@ def _log_mass_and_slopes(mean, log_scales, lower, upper, interior, half_width, w
     """
     shape = torch.broadcast_shapes(mean.shape, log_scales.shape, lower.shape, upper.shape)
     mean = mean.expand(shape)  # so that the in-place ops below never need to grow a tensor
-    # The log-scale guard costs three passes (clamp, mask, masked slope); one reduction tells
-    # whether it can change anything. Compiled code fuses the passes and keeps the guard.
-    guarded = torch.compiler.is_compiling()
+    # The log-scale guard costs three passes (clamp, mask, masked slope); on CPU one reduction
+    # tells whether it can change anything. Reading that answer on a GPU would make the host
+    # wait for the device, so there (and in compiled code, which fuses the passes) the guard
+    # always runs.
+    guarded = torch.compiler.is_compiling() or log_scales.device.type != "cpu"
     if not guarded:
         low, high = torch.aminmax(log_scales)
         guarded = not (low.item() >= MIN_LOG_SCALE and high.item() <= MAX_LOG_SCALE)

@@ -502,3 +502,18 @@ def test_a_summary_taken_without_grad_is_not_reused_with_grad():
         assert d.entropy().grad_fn is None
     (grad,) = torch.autograd.grad(d.entropy().sum(), logits)
     assert grad.abs().sum() > 1e-3  # the entropy depends on the weights of distinct components
+
+
+def test_the_log_scale_guard_reads_nothing_back_from_a_device():
+    """Off the CPU the guard always clamps instead of asking the device whether it needs to
+    (a read would make the host wait for the GPU every step). A meta tensor stands in for a
+    GPU: it has no values, so any read of one raises."""
+    from pixelcnnpp.likelihoods.logistic import discretized_logistic_log_mass
+
+    meta = {"device": "meta", "dtype": torch.float32}
+    mean = torch.zeros(4, 3, **meta, requires_grad=True)
+    log_scales = torch.zeros(4, 3, **meta, requires_grad=True)
+    edges = torch.zeros(4, 3, **meta)
+    out = discretized_logistic_log_mass(mean, log_scales, edges, edges, edges, 0.5)
+    out.sum().backward()
+    assert out.shape == (4, 3) and log_scales.grad.shape == (4, 3)
