@@ -14,7 +14,7 @@ import typer
 from rich.text import Text
 from typer.core import TyperGroup
 
-from . import compare, complete, evaluate, inspect, reference, sample, train
+from . import compare, complete, evaluate, inspect, reference, runs, sample, train
 from .output import Session, report_error
 
 
@@ -160,6 +160,7 @@ for _command in (
     inspect.blocks,
     inspect.likelihoods,
     inspect.info,
+    runs.runs,
 ):
     app.command(_command.__name__, help=flowing(_command.__doc__))(_command)
 

@@ -23,7 +23,7 @@ from pixelcnnpp.training.distributed import resolve_device
 
 from .evaluate import Checkpoint, NoEma
 from .options import Device, Plugins
-from .output import Session, duration, key_value_table
+from .output import Session, check_image_path, check_npy_path, duration, key_value_table
 from .plugins import load_plugins
 from .sample import (
     DEFAULT_BATCH,
@@ -35,8 +35,6 @@ from .sample import (
     Scale,
     Seed,
     Temperature,
-    check_image_path,
-    check_npy_path,
     in_batches,
     parse_labels,
     save_pixels,

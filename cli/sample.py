@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -11,7 +10,6 @@ from typing import Annotated, Literal
 import numpy as np
 import torch
 import typer
-from PIL import Image
 
 from pixelcnnpp.autoregressive.sampling import METHODS
 from pixelcnnpp.training import load_checkpoint, model_from_checkpoint, save_image_grid
@@ -20,7 +18,7 @@ from pixelcnnpp.training.distributed import resolve_device
 
 from .evaluate import Checkpoint, NoEma
 from .options import Device, Plugins
-from .output import Session, duration, key_value_table
+from .output import Session, check_image_path, check_npy_path, duration, key_value_table
 from .plugins import load_plugins
 
 # Images per call of the sampler: the most images/s of cached sampling on CPU for the demo
@@ -161,41 +159,6 @@ def in_batches(
         for first, count in chunks:
             results.append(draw(first, count, lambda done, total: advance(1)).cpu())
     return torch.cat(results)
-
-
-def check_writable(path: Path, option: str) -> Path:
-    """``path`` can be written (its folder exists or can be made, it is not a folder, nothing
-    read-only is in the way); raises ``ValueError`` naming ``option`` otherwise. Writes nothing."""
-    if path.is_dir():
-        raise ValueError(f"{option} {path} is a folder; give a file name")
-    ancestor = path.parent
-    while not ancestor.exists():
-        ancestor = ancestor.parent
-    if not ancestor.is_dir():
-        raise ValueError(f"{option} {path}: {ancestor} is a file, not a folder")
-    writable = os.access(path, os.W_OK) if path.exists() else os.access(ancestor, os.W_OK)
-    if not writable:
-        raise ValueError(f"{option} {path} cannot be written: {ancestor} is read-only")
-    return path
-
-
-def check_image_path(path: Path, option: str) -> Path:
-    """An image file name PIL can write (by its extension), in a place that can be written."""
-    formats = Image.registered_extensions()
-    fmt = formats.get(path.suffix.lower())
-    if fmt is None or fmt not in Image.SAVE:
-        raise ValueError(
-            f"{option} must be an image file name ending in .png (or .jpg, .bmp, .tif, ...), "
-            f"got {str(path)!r}"
-        )
-    return check_writable(path, option)
-
-
-def check_npy_path(path: Path, option: str) -> Path:
-    """The file ``np.save`` writes for ``path`` (``.npy`` added when missing), checked."""
-    if path.suffix != ".npy":
-        path = path.with_name(path.name + ".npy")
-    return check_writable(path, option)
 
 
 def save_pixels(images: torch.Tensor, path: Path, num_bits: int) -> Path:

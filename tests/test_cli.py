@@ -656,3 +656,36 @@ def test_resume_says_from_which_step(run_dir, tmp_path):
     shutil.copytree(run_dir, copy)
     result = invoke("train", "--resume", copy, "--max-steps", 3)
     assert f"Resuming {copy} from step 2 (step-00000002.pt)" in " ".join(result.output.split())
+
+
+def test_evaluate_draws_per_pixel_bits(run_dir, tmp_path):
+    out = tmp_path / "maps" / "map.png"
+    result = invoke("evaluate", run_dir, "--max-images", 12, "--heatmap", out, "--images", 3)
+    printed = float(table_value(result.stdout, "bits/dim"))
+    assert Image.open(out).size[0] > 300
+    arrays = np.load(out.with_suffix(".npz"))
+    assert arrays["mean"].shape == (8, 8) and arrays["per_image"].shape == (3, 8, 8)
+    assert arrays["images"].shape == (3, 1, 8, 8)
+    # an image's map averages to its bits/dim; the maps of the split to the printed value
+    assert arrays["mean"].mean() == pytest.approx(printed, abs=1e-4)
+    per_image = tmp_path / "pp.npy"
+    invoke("evaluate", run_dir, "--max-images", 3, "--save-per-image", per_image)
+    assert arrays["per_image"].mean((1, 2)) == pytest.approx(np.load(per_image), abs=1e-5)
+    assert table_value(result.stdout, "heatmap arrays") == str(out.with_suffix(".npz"))
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--heatmap", "noext"], "--heatmap must be an image file name ending in .png"),
+        (["--images", "2"], "--images shows images beside a heatmap"),
+    ],
+)
+def test_evaluate_checks_its_output_paths_before_the_work(run_dir, args, message):
+    assert_one_error_line(invoke("evaluate", run_dir, *args, code=2), message)
+
+
+def test_evaluate_prints_the_per_image_file_it_wrote(run_dir, tmp_path):
+    result = invoke("evaluate", run_dir, "--max-images", 2, "--save-per-image", tmp_path / "pp.txt")
+    assert table_value(result.stdout, "per-image values") == str(tmp_path / "pp.txt.npy")
+    assert np.load(tmp_path / "pp.txt.npy").shape == (2,)

@@ -126,7 +126,10 @@ def plot_learning_curves(
         train = [(r["step"], r["bits_per_dim"]) for r in records if r.get("kind") == "train"]
         val = [(r["step"], r["bits_per_dim"]) for r in records if r.get("kind") == "validation"]
         if train:
-            ax.plot(*zip(*train, strict=True), color=color, alpha=0.8, label=f"{name} train")
+            # a line through one point draws nothing: short runs get markers as well
+            marker = "o" if len(train) <= 20 else None
+            ax.plot(*zip(*train, strict=True), color=color, alpha=0.8, marker=marker,
+                    markersize=3, label=f"{name} train")  # fmt: skip
         if val:
             ax.plot(*zip(*val, strict=True), "o--", color=color, label=f"{name} validation (EMA)")
     ax.set_xlabel("step")
@@ -135,6 +138,49 @@ def plot_learning_curves(
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend()
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_pixel_bits(
+    mean_map: np.ndarray,
+    path: str | os.PathLike,
+    num_bits: int = 8,
+    images: torch.Tensor | None = None,
+    maps: np.ndarray | None = None,
+    title: str = "",
+) -> Path:
+    """The mean bits/dim at each pixel position over a split and, for ``images``
+    (``[N, C, H, W]`` integers) with their ``maps`` (``[N, H, W]``), each image beside its own
+    per-pixel bits, on one colour scale."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = 0 if images is None else len(images)
+    fig, axes = plt.subplots(1 + rows, 2, figsize=(6, 3 * (1 + rows)), dpi=120, squeeze=False)
+    high = float(np.percentile(maps, 99)) if maps is not None and rows else float(mean_map.max())
+    shown = axes[0, 0].imshow(mean_map, cmap="magma")
+    axes[0, 0].set_title("mean bits/dim per position")
+    fig.colorbar(shown, ax=axes[0, 0], fraction=0.046)
+    axes[0, 1].axis("off")
+    axes[0, 1].text(0.0, 0.5, title, wrap=True)
+    for i in range(rows):
+        picture = images[i].float() / (2**num_bits - 1)
+        picture = picture[0] if picture.shape[0] == 1 else picture.permute(1, 2, 0)
+        axes[1 + i, 0].imshow(picture.numpy(), cmap="gray", vmin=0.0, vmax=1.0)
+        axes[1 + i, 0].set_title(f"image {i}")
+        drawn = axes[1 + i, 1].imshow(maps[i], cmap="magma", vmin=0.0, vmax=max(high, 1e-9))
+        axes[1 + i, 1].set_title(f"bits/dim per pixel (mean {maps[i].mean():.3f})")
+        fig.colorbar(drawn, ax=axes[1 + i, 1], fraction=0.046)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
