@@ -3,7 +3,7 @@ every exception into one red line and an exit code."""
 
 from __future__ import annotations
 
-import inspect as inspect_module
+import inspect
 import sys
 import warnings
 from contextlib import contextmanager
@@ -14,7 +14,7 @@ import typer
 from rich.text import Text
 from typer.core import TyperGroup
 
-from . import compare, complete, evaluate, inspect, reference, runs, sample, train
+from . import compare, complete, describe, evaluate, reference, runs, sample, train
 from .output import Session, report_error
 
 
@@ -97,7 +97,7 @@ def _error_boundary(ctx: typer.Context):
 def flowing(doc: str | None) -> str:
     """A docstring as help text: each paragraph on one line, so it wraps to the terminal;
     indented paragraphs (examples) keep their lines."""
-    paragraphs = inspect_module.cleandoc(doc or "").split("\n\n")
+    paragraphs = inspect.cleandoc(doc or "").split("\n\n")
     return "\n\n".join(
         p if p.startswith(" ") else " ".join(line.strip() for line in p.splitlines())
         for p in paragraphs
@@ -156,10 +156,10 @@ for _command in (
     sample.sample,
     complete.complete,
     compare.compare,
-    inspect.datasets,
-    inspect.blocks,
-    inspect.likelihoods,
-    inspect.info,
+    describe.datasets,
+    describe.blocks,
+    describe.likelihoods,
+    describe.info,
     runs.runs,
 ):
     app.command(_command.__name__, help=flowing(_command.__doc__))(_command)

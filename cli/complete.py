@@ -16,10 +16,10 @@ from pixelcnnpp.training import (
     load_checkpoint,
     load_dataset,
     model_from_checkpoint,
+    resolve_checkpoint,
+    resolve_device,
     save_image_grid,
 )
-from pixelcnnpp.training.checkpoint import resolve_checkpoint
-from pixelcnnpp.training.distributed import resolve_device
 
 from .evaluate import Checkpoint, NoEma
 from .options import Device, Plugins

@@ -16,10 +16,10 @@ from pixelcnnpp.training import (
     model_from_checkpoint,
     pixel_bits,
     plot_pixel_bits,
+    resolve_checkpoint,
+    resolve_device,
 )
 from pixelcnnpp.training import evaluate as evaluate_split
-from pixelcnnpp.training.checkpoint import resolve_checkpoint
-from pixelcnnpp.training.distributed import resolve_device
 
 from .options import Device, Plugins
 from .output import (

@@ -11,10 +11,14 @@ import numpy as np
 import torch
 import typer
 
-from pixelcnnpp.autoregressive.sampling import METHODS
-from pixelcnnpp.training import load_checkpoint, model_from_checkpoint, save_image_grid
-from pixelcnnpp.training.checkpoint import resolve_checkpoint
-from pixelcnnpp.training.distributed import resolve_device
+from pixelcnnpp.autoregressive import SAMPLING_METHODS as METHODS
+from pixelcnnpp.training import (
+    load_checkpoint,
+    model_from_checkpoint,
+    resolve_checkpoint,
+    resolve_device,
+    save_image_grid,
+)
 
 from .evaluate import Checkpoint, NoEma
 from .options import Device, Plugins

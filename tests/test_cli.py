@@ -28,7 +28,7 @@ from typer.testing import CliRunner
 from pixelcnnpp.autoregressive import GatedResnet
 from pixelcnnpp.autoregressive.blocks import BLOCKS
 from pixelcnnpp.cli import app, reference
-from pixelcnnpp.cli import inspect as inspect_command
+from pixelcnnpp.cli import describe as describe_command
 from pixelcnnpp.training import PRESETS, list_datasets, load_checkpoint
 from pixelcnnpp.training import loop as loop_module
 from pixelcnnpp.training.data import locations
@@ -543,14 +543,14 @@ def test_unexpected_failures_are_exit_1_and_interrupts_130(monkeypatch):
     def boom():
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(inspect_command, "list_datasets", boom)
+    monkeypatch.setattr(describe_command, "list_datasets", boom)
     result = invoke("datasets", code=1)
     assert_one_error_line(result, "RuntimeError: disk on fire", "--debug")
 
     def interrupted():
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(inspect_command, "list_datasets", interrupted)
+    monkeypatch.setattr(describe_command, "list_datasets", interrupted)
     assert_one_error_line(invoke("datasets", code=130), "interrupted")
 
 

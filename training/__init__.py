@@ -10,6 +10,7 @@ from .checkpoint import (
     load_model,
     model_config_of,
     model_from_checkpoint,
+    resolve_checkpoint,
     save_checkpoint,
 )
 from .config import PRESETS, TrainConfig, preset
@@ -27,7 +28,7 @@ from .data import (
     register_dataset,
     register_format,
 )
-from .distributed import DistContext, init_distributed
+from .distributed import DistContext, init_distributed, resolve_device
 from .evaluation import EvalResult, confidence_interval, evaluate, pixel_bits
 from .images import image_grid, plot_learning_curves, plot_pixel_bits, save_image_grid
 from .loop import RESUME_OVERRIDES, TrainResult, train
@@ -88,6 +89,8 @@ __all__ = [
     "read_metrics",
     "register_dataset",
     "register_format",
+    "resolve_checkpoint",
+    "resolve_device",
     "save_checkpoint",
     "save_image_grid",
     "summarize_run",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import inspect as pyinspect
+import inspect
 import json
 import re
 import textwrap
@@ -23,8 +23,8 @@ from pixelcnnpp.training import (
     list_datasets,
     load_checkpoint,
     model_config_of,
+    resolve_checkpoint,
 )
-from pixelcnnpp.training.checkpoint import resolve_checkpoint
 
 from .evaluate import Checkpoint
 from .options import Plugins
@@ -104,7 +104,7 @@ def likelihoods(ctx: typer.Context, plugins: Plugins = None) -> None:
         table.add_column(column, overflow="fold")
     for name in list_likelihoods():
         factory = LIKELIHOODS.get(name)
-        summary = _plain(pyinspect.getdoc(factory) or "").split("\n\n")[0].replace("\n", " ")
+        summary = _plain(inspect.getdoc(factory) or "").split("\n\n")[0].replace("\n", " ")
         table.add_row(name, _origin(factory), Text(summary))
     session.show(table)
 
