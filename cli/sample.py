@@ -21,7 +21,7 @@ from pixelcnnpp.training import (
 )
 
 from .evaluate import Checkpoint, NoEma
-from .options import Device, Plugins
+from .options import Device, Plugins, finite_float
 from .output import Session, check_image_path, check_npy_path, duration, key_value_table
 from .plugins import load_plugins
 
@@ -51,7 +51,11 @@ Method = Annotated[
     typer.Option(help="cached: fast generation; naive: the whole network per pixel."),
 ]
 Temperature = Annotated[
-    float, typer.Option(help="Above 1 softens the distributions, below 1 sharpens them.")
+    float,
+    typer.Option(
+        parser=finite_float(),
+        help="Above 1 softens the distributions, below 1 sharpens them.",
+    ),
 ]
 Labels = Annotated[
     str | None,

@@ -260,7 +260,7 @@ def test_a_write_that_fails_with_enospc_is_reported_as_a_full_disk(tiny_npz, tmp
 @pytest.mark.parametrize(
     "option", ["--lr", "--lr-decay", "--grad-clip", "--ema-decay", "--dropout", "--max-minutes"]
 )
-def test_every_float_option_refuses_nan(option, tmp_path):
+def test_every_float_option_of_train_refuses_nan(option, tmp_path):
     line = error_line(cli("train", option, "nan", "--run-dir", tmp_path / "r", code=2))
     assert "NaN" in line
     assert not (tmp_path / "r").exists()
@@ -313,3 +313,9 @@ def test_runs_lists_the_runs_of_a_folder_newest_first(tiny_npz, tmp_path):
     assert [cell.strip() for cell in rows[1].split("│")[1:-1]][3] == "softmax"
     assert [cell.strip() for cell in rows[0].split("│")[1:-1]][-1] == "no checkpoint yet"
     assert "not a folder of runs" in error_line(cli("runs", tmp_path / "missing", code=2))
+
+
+@pytest.mark.parametrize("command", ["sample", "complete"])
+def test_temperature_refuses_nan(command, tmp_path):
+    line = error_line(cli(command, tmp_path, "--temperature", "nan", code=2))
+    assert "NaN" in line
