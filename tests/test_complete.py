@@ -16,6 +16,8 @@ import torch
 from scipy.stats import chisquare
 from test_sampling import DTYPE, conditioning, make
 
+from pixelcnnpp.autoregressive import set_tf32
+
 CASES = [
     # image_shape, num_stages, num_resnet, likelihood, num_bits, num_classes, cond_dim, n
     ((1, 5, 7), 3, 1, "dmol", 8, None, None, 3),
@@ -199,14 +201,20 @@ def test_float32_sampling_runs_with_tf32_off_and_restores_it(monkeypatch, method
         return draw(*args, **kwargs)
 
     monkeypatch.setattr(model.head, "sample", recording_sample)
-    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)
-    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", True)
-    if call == "sample":
-        model.sample(2, method=method)
-    else:
-        model.complete(torch.zeros(2, 1, 3, 3, dtype=torch.long), 4, method=method)
+    # torch.backends' switches are properties of module objects: saved and set by hand
+    # (monkeypatch cannot always restore them)
+    before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    set_tf32(True)
+    try:
+        if call == "sample":
+            model.sample(2, method=method)
+        else:
+            model.complete(torch.zeros(2, 1, 3, 3, dtype=torch.long), 4, method=method)
+        after = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
     assert seen and set(seen) == {(False, False)}
-    assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
+    assert after == (True, True)
 
 
 def test_float64_cond_is_used_by_completion():
