@@ -3,7 +3,15 @@
 >>> from pixelcnnpp.autoregressive import PixelCNNPP, PixelCNNConfig, check_causality
 """
 
-from .blocks import BLOCKS, GatedResnet, build_block, get_block, list_blocks, register_block
+from .blocks import (
+    BLOCKS,
+    GatedResnet,
+    block_graph_breaks,
+    build_block,
+    get_block,
+    list_blocks,
+    register_block,
+)
 from .causality import CausalityError, check_causality, verify_block
 from .config import PixelCNNConfig
 from .layers import (
@@ -34,6 +42,7 @@ __all__ = [
     "PixelCNNPP",
     "ShiftedConv2d",
     "ShiftedConvTranspose2d",
+    "block_graph_breaks",
     "build_block",
     "check_causality",
     "concat_elu",

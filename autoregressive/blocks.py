@@ -26,7 +26,11 @@ CONTRACT_HINT = (
 
 
 def register_block(
-    name: str, factory: Callable[..., nn.Module] | None = None, *, override: bool = False
+    name: str,
+    factory: Callable[..., nn.Module] | None = None,
+    *,
+    override: bool = False,
+    graph_breaks: str | None = None,
 ):
     """Register a block factory (a class or a function) under ``name``; usable as a decorator.
 
@@ -64,13 +68,36 @@ def register_block(
     rows ``i - rows_above .. i`` and columns ``j - cols_left .. j + cols_right``, and only through
     zero-padded local operations, so it can be evaluated on a window of that size. Blocks
     without it make ``method="cached"`` fall back to naive sampling with a warning.
+
+    **torch.compile.** ``torch.compile`` of the model's training loss (``model.nll``) traces
+    every block into one graph, and the tests hold every registered block to that. A block
+    that cannot be traced whole (it reads a tensor's value on the host, calls untraceable
+    code) declares why: ``graph_breaks="..."`` here, or the attribute ``graph_breaks`` on the
+    factory (how an entry-point plugin declares it). Its model then compiles in pieces.
     """
-    return BLOCKS.register(name, factory, override=override)
+    if graph_breaks is not None and (not isinstance(graph_breaks, str) or not graph_breaks):
+        raise ValueError(
+            f"graph_breaks must be None or a reason (a non-empty str), got {graph_breaks!r}"
+        )
+
+    def add(f: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        f = BLOCKS.register(name, f, override=override)
+        if graph_breaks is not None:
+            f.graph_breaks = graph_breaks
+        return f
+
+    return add if factory is None else add(factory)
 
 
 def get_block(name: str) -> Callable[..., nn.Module]:
     """The factory registered under ``name`` (unknown names list the known ones)."""
     return BLOCKS.get(name)
+
+
+def block_graph_breaks(name: str) -> str | None:
+    """Why the block registered under ``name`` breaks a compiled graph, or ``None`` when it
+    compiles whole (see ``register_block``)."""
+    return getattr(get_block(name), "graph_breaks", None)
 
 
 def list_blocks() -> list[str]:

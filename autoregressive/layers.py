@@ -70,6 +70,10 @@ def concat_elu(x: torch.Tensor) -> torch.Tensor:
         raise ValueError(
             f"concat_elu needs a channel dimension [B, F, ...], got shape {tuple(x.shape)}"
         )
+    if torch.compiler.is_compiling():
+        # Compiled code fuses the concatenation and the ELU into one kernel, forward and
+        # backward; the eager function's writes into channel slices would break the graph.
+        return F.elu(torch.cat([x, -x], dim=1))
     return _ConcatElu.apply(x)
 
 

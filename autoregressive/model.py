@@ -6,17 +6,19 @@ the conditioning vector.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Distribution
+from torch.nn.utils.parametrize import is_parametrized
 
 from pixelcnnpp.likelihoods import LikelihoodHead, scale_pixels, validate_pixels
 from pixelcnnpp.likelihoods.heads import LIKELIHOODS
 
-from .blocks import build_block
+from .blocks import block_graph_breaks, build_block
 from .causality import verify_block
 from .config import PixelCNNConfig
 from .initialization import initialize_weight_norm
@@ -192,6 +194,19 @@ class PixelCNNPP(nn.Module):
         )
         return -dist.log_prob(x)
 
+    def compiled_nll(self, **options: Any) -> Callable[..., torch.Tensor]:
+        """``torch.compile(self.nll, **options)``: the training loss, forward and backward, the
+        likelihood included, as one graph. ``fullgraph=True`` unless the config's block
+        declares graph breaks (``register_block``), so that a break is an error, not a slow
+        step. ``options`` go to ``torch.compile`` (``backend``, ``mode``, ``dynamic``, ...).
+
+        The compiled function takes and returns what ``nll`` does; call it under autocast
+        for mixed precision, after ``model.to(memory_format=torch.channels_last)`` for that
+        layout. Its graph is traced at the first call and again for new shapes or modes.
+        """
+        options.setdefault("fullgraph", block_graph_breaks(self.config.block) is None)
+        return torch.compile(self.nll, **options)
+
     # -- network ---------------------------------------------------------------------------------
 
     def scaled_input(self, x: torch.Tensor) -> torch.Tensor:
@@ -202,7 +217,8 @@ class PixelCNNPP(nn.Module):
     def _channels_last(self) -> bool:
         """Whether ``model.to(memory_format=torch.channels_last)`` was applied (the first
         convolution's stored weight is in that layout)."""
-        weight = max((p for p in self.u_init.parameters() if p.dim() == 4), key=torch.numel)
+        conv = self.u_init.conv
+        weight = conv.parametrizations.weight.original1 if is_parametrized(conv) else conv.weight
         return not weight.is_contiguous() and weight.is_contiguous(
             memory_format=torch.channels_last
         )
