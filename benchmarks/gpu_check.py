@@ -284,18 +284,14 @@ def step_images_per_second(args, name: str, precision: str, compiled: bool) -> t
     if precision == "bf16":
         model = model.to(memory_format=torch.channels_last)
     optimizer = Adam(model.parameters(), 1e-3, (0.95, 0.9995), 0.999995, device)
-    features = torch.compile(model.features, backend=args.compile_backend) if compiled else None
+    loss_of = model.compiled_nll(backend=args.compile_backend) if compiled else model.nll
     x = torch.randint(0, 256, (batch, *config.image_shape), device=device)
     no_skip = torch.zeros((), dtype=torch.bool, device=device)
 
     def step():
         optimizer.zero_grad()
         with torch.autocast(device.type, torch.bfloat16, enabled=precision == "bf16"):
-            if features is not None:
-                h = model.check_inputs(x, None, None)
-                loss = -model.head(features(x, h), x).log_prob(x).float().mean()
-            else:
-                loss = model.nll(x).float().mean()
+            loss = loss_of(x).float().mean()
         loss.backward()
         optimizer.step(no_skip)
 
