@@ -27,10 +27,12 @@ from .layers import (
 )
 from .model import PixelCNNPP
 from .precision import exact_float32, set_tf32
+from .sampling import METHODS as SAMPLING_METHODS
 
 __all__ = [
     "BLOCKS",
     "NONLINEARITIES",
+    "SAMPLING_METHODS",
     "CausalityError",
     "Dropout",
     "GatedResnet",

@@ -257,7 +257,8 @@ class PixelCNNPP(nn.Module):
         """The head's distribution from features ``[B, F, H, W]``, always in float32 or wider:
         under bf16/fp16 autocast the head's projection and the likelihood leave autocast, so
         means and scales keep full precision (the head is a small part of the cost).
-        ``validate=False`` skips the distribution's argument and sample checks."""
+        ``validate=False`` skips the distribution's argument and sample checks (for heads built
+        on ``LikelihoodHead``; other heads return what their ``forward`` returns)."""
         if features.dtype in (torch.float16, torch.bfloat16) or torch.is_autocast_enabled(
             features.device.type
         ):
@@ -268,13 +269,9 @@ class PixelCNNPP(nn.Module):
     def _head_distribution(
         self, features: torch.Tensor, x: torch.Tensor | None, validate: bool
     ) -> Distribution:
-        if validate:
+        if validate or not isinstance(self.head, LikelihoodHead):
             return self.head(features, x)
-        if isinstance(self.head, LikelihoodHead):
-            return self.head.unvalidated(features, x)
-        dist = self.head(features, x)
-        dist._validate_args = False
-        return dist
+        return self.head.distribution_from_features(features, x, validate_args=False)
 
     def forward(
         self, x: torch.Tensor, labels: torch.Tensor | None = None, cond: torch.Tensor | None = None
@@ -317,11 +314,34 @@ class PixelCNNPP(nn.Module):
         ``method="cached"`` reuses each layer's recent outputs so every pixel costs only the
         work its position needs; ``"naive"`` reruns the whole network per pixel. Both consume
         the generator identically and give the same images (up to float rounding at bin edges).
-        Runs in evaluation mode under ``no_grad``; ``progress(done, total)`` is called per row.
+        Runs in evaluation mode under ``no_grad``, with TF32 off (``exact_float32``);
+        ``progress(done, total)`` is called per row.
         """
         from .sampling import sample
 
         return sample(self, n, labels, cond, temperature, method, generator, progress)
+
+    @torch.no_grad()
+    def complete(
+        self,
+        x: torch.Tensor,
+        num_known: int,
+        labels: torch.Tensor | None = None,
+        cond: torch.Tensor | None = None,
+        temperature: float = 1.0,
+        method: str = "cached",
+        generator: torch.Generator | None = None,
+        progress=None,
+    ) -> torch.Tensor:
+        """Keep the first ``num_known`` pixels of ``x [B, C, H, W]`` (integers) in raster order,
+        all channels, and draw every later pixel given everything before it: ``[B, C, H, W]``.
+
+        ``num_known=0`` is ``sample``; ``num_known=H*W`` returns ``x``. Methods, generator and
+        ``progress`` (per row with pixels to draw) as in ``sample``; ``x`` is not modified.
+        """
+        from .sampling import complete
+
+        return complete(self, x, num_known, labels, cond, temperature, method, generator, progress)
 
     @property
     def num_parameters(self) -> int:

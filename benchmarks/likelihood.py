@@ -1,7 +1,7 @@
 """Forward + backward of the DMoL negative log-likelihood: ours vs the straightforward port.
 
     python benchmarks/likelihood.py [--repeats 20] [--warmup 3] [--threads N] [--device cuda]
-                                    [--json-only]
+                                    [--second-order] [--json-only]
 
 For each shape ``(B, C, H, W, K)`` it times ``-log_prob(x).mean()`` plus its backward (median
 over ``--repeats`` after ``--warmup`` untimed runs) and measures the peak memory of one such
@@ -12,6 +12,11 @@ step, for
 * ``straightforward``: the paper's formulas written the way the popular PyTorch ports write
   ``discretized_mix_logistic_loss`` (NHWC, RGB coupling hard-coded, a separate path for one
   channel, sigmoid CDF differences and a density approximation for bins below 1e-5).
+
+With ``--second-order`` it also times a Hessian-vector product of the same loss (the gradient
+with ``create_graph=True``, then the backward pass of ``gradient . v``), ours against the
+straightforward formula differentiated twice by autograd (rows ``*_hvp``, speedups against
+``straightforward_hvp``).
 
 Both see the same parameters and pixels (the port takes them pre-scaled to ``[-1, 1]``, as
 its callers hold them). It prints a table, then one JSON line with every number and the ratios
@@ -134,7 +139,15 @@ def step(loss_fn, params: torch.Tensor) -> torch.Tensor:
     return loss.detach()
 
 
-def run_shape(shape, device, repeats: int, warmup: int) -> dict:
+def hvp_step(loss_fn, params: torch.Tensor, vector: torch.Tensor) -> torch.Tensor:
+    """A Hessian-vector product: ``d/dparams (d loss / d params . vector)`` into ``params.grad``."""
+    params.grad = None
+    (grad,) = torch.autograd.grad(loss_fn(params), params, create_graph=True)
+    (grad * vector).sum().backward()
+    return grad.detach()
+
+
+def run_shape(shape, device, repeats: int, warmup: int, second_order: bool = False) -> dict:
     b, c, h, w, k = shape
     gen = torch.Generator(device="cpu").manual_seed(0)
     num_params = DiscretizedLogisticMixture.num_params(c, k)
@@ -147,10 +160,15 @@ def run_shape(shape, device, repeats: int, warmup: int) -> dict:
         "straightforward": lambda p: straightforward_nll(x_scaled, p, c),
     }
     steps = {name: (lambda fn=fn: step(fn, params)) for name, fn in candidates.items()}
+    if second_order:
+        vector = torch.randn(params.shape, generator=gen).to(device)
+        for name in ("ours_no_validation", "straightforward"):
+            fn = candidates[name]
+            steps[f"{name}_hvp"] = lambda fn=fn: hvp_step(fn, params, vector)
     timings = median_seconds(steps, device, repeats, warmup)
     results = {}
     for name, run in steps.items():
-        loss = run().item()
+        loss = candidates[name.removesuffix("_hvp")](params).item()
         params.grad = None  # so that the step's own gradient counts towards its peak
         results[name] = {
             "loss": loss,
@@ -165,6 +183,12 @@ def run_shape(shape, device, repeats: int, warmup: int) -> dict:
         if r["cpu_seconds"] is not None:
             r["cpu_speedup"] = ref["cpu_seconds"] / r["cpu_seconds"]
         r["memory_ratio"] = r["peak_bytes"] / ref["peak_bytes"]
+    if second_order:
+        ref, r = results["straightforward_hvp"], results["ours_no_validation_hvp"]
+        r["speedup"] = ref["seconds"] / r["seconds"]
+        if r["cpu_seconds"] is not None:
+            r["cpu_speedup"] = ref["cpu_seconds"] / r["cpu_seconds"]
+        r["memory_ratio"] = r["peak_bytes"] / ref["peak_bytes"]
     return {"shape": dict(zip("BCHWK", shape, strict=True)), "results": results}
 
 
@@ -174,7 +198,7 @@ def print_table(report: dict) -> None:
         f"repeats={report['repeats']} (median) warmup={report['warmup']}"
     )
     header = (
-        f"{'shape (B,C,H,W,K)':<18} {'impl':<19} {'loss':>9} {'wall ms':>8} {'speedup':>7} "
+        f"{'shape (B,C,H,W,K)':<18} {'impl':<22} {'loss':>9} {'wall ms':>8} {'speedup':>7} "
         f"{'cpu ms':>8} {'speedup':>7} {'peak MiB':>8} {'mem ratio':>9}"
     )
     print(header)
@@ -184,7 +208,7 @@ def print_table(report: dict) -> None:
         for name, r in entry["results"].items():
             cpu = "-" if r["cpu_seconds"] is None else f"{r['cpu_seconds'] * 1e3:.2f}"
             print(
-                f"{label:<18} {name:<19} {r['loss']:>9.1f} {r['seconds'] * 1e3:>8.2f} "
+                f"{label:<18} {name:<22} {r['loss']:>9.1f} {r['seconds'] * 1e3:>8.2f} "
                 f"{r.get('speedup', 1.0):>6.2f}x {cpu:>8} {r.get('cpu_speedup', 1.0):>6.2f}x "
                 f"{r['peak_bytes'] / 2**20:>8.2f} {r.get('memory_ratio', 1.0):>9.2f}"
             )
@@ -206,6 +230,9 @@ def main() -> None:
         help="CPU threads (default: torch's default, the core count)",
     )
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    parser.add_argument(
+        "--second-order", action="store_true", help="also time Hessian-vector products"
+    )
     parser.add_argument("--json-only", action="store_true", help="print only the JSON line")
     args = parser.parse_args()
     if args.repeats < 1 or args.warmup < 0:
@@ -218,7 +245,9 @@ def main() -> None:
         "torch": torch.__version__,
         "repeats": args.repeats,
         "warmup": args.warmup,
-        "shapes": [run_shape(s, device, args.repeats, args.warmup) for s in SHAPES],
+        "shapes": [
+            run_shape(s, device, args.repeats, args.warmup, args.second_order) for s in SHAPES
+        ],
     }
     first = report["shapes"][0]["results"]["ours"]
     report["meets_target"] = (

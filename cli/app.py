@@ -3,7 +3,7 @@ every exception into one red line and an exit code."""
 
 from __future__ import annotations
 
-import inspect as inspect_module
+import inspect
 import sys
 import warnings
 from contextlib import contextmanager
@@ -14,13 +14,18 @@ import typer
 from rich.text import Text
 from typer.core import TyperGroup
 
-from . import compare, evaluate, inspect, reference, sample, train
+from . import compare, complete, describe, evaluate, reference, runs, sample, train
 from .output import Session, report_error
 
 
 class _Commands(TyperGroup):
     """The app's command group: errors become one red line (a traceback first with
     ``--debug``) and an exit code: 2 bad input, 1 failure, 130 interrupted."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        for command in self.commands.values():
+            _tidy_help(command)
 
     def main(
         self,
@@ -44,6 +49,27 @@ class _Commands(TyperGroup):
     def invoke(self, ctx: typer.Context) -> Any:
         with _error_boundary(ctx):
             return super().invoke(ctx)
+
+
+def _tidy_help(command) -> None:
+    """Flags show no value type in help (they take none: typer would print ``<bool>``), and
+    arguments show their name in capitals in the usage line (not ``{checkpoint}``)."""
+    for param in command.params:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+        elif param.param_type_name == "argument" and param.metavar is None:
+            param.metavar = param.name.upper()
+            name = param.metavar if param.required else f"[{param.metavar}]"
+            param.get_usage_pieces = lambda ctx, name=name: [name]
+    help_option = command.get_help_option
+
+    def get_help_option(ctx):
+        option = help_option(ctx)
+        if option is not None and option.metavar is None:
+            option.metavar = ""
+        return option
+
+    command.get_help_option = get_help_option
 
 
 @contextmanager
@@ -71,7 +97,7 @@ def _error_boundary(ctx: typer.Context):
 def flowing(doc: str | None) -> str:
     """A docstring as help text: each paragraph on one line, so it wraps to the terminal;
     indented paragraphs (examples) keep their lines."""
-    paragraphs = inspect_module.cleandoc(doc or "").split("\n\n")
+    paragraphs = inspect.cleandoc(doc or "").split("\n\n")
     return "\n\n".join(
         p if p.startswith(" ") else " ".join(line.strip() for line in p.splitlines())
         for p in paragraphs
@@ -128,11 +154,13 @@ for _command in (
     train.train,
     evaluate.evaluate,
     sample.sample,
+    complete.complete,
     compare.compare,
-    inspect.datasets,
-    inspect.blocks,
-    inspect.likelihoods,
-    inspect.info,
+    describe.datasets,
+    describe.blocks,
+    describe.likelihoods,
+    describe.info,
+    runs.runs,
 ):
     app.command(_command.__name__, help=flowing(_command.__doc__))(_command)
 

@@ -18,6 +18,7 @@ from .options import (
     DATA,
     MODEL,
     SCHEDULE,
+    TF32,
     Assignments,
     BatchSize,
     Block,
@@ -45,6 +46,7 @@ from .options import (
     ValidationSize,
     build_config,
     check_names,
+    finite_float,
     option_changes,
     parse_assignments,
 )
@@ -79,16 +81,19 @@ def compare(
     steps: Annotated[
         int | None,
         typer.Option(
+            "--max-steps",
+            "--steps",
             min=1,
-            help="Train every run this many steps (not with --max-minutes).",
+            help="Train every run this many steps, as train's --max-steps (not with "
+            "--max-minutes).",
             rich_help_panel=SCHEDULE,
         ),
     ] = None,
     max_minutes: Annotated[
         float | None,
         typer.Option(
-            min=0.0,
-            help="Train every run this many minutes (not with --steps).",
+            parser=finite_float(0.0),
+            help="Train every run this many minutes (not with --max-steps).",
             rich_help_panel=SCHEDULE,
         ),
     ] = None,
@@ -115,6 +120,7 @@ def compare(
     precision: Precision = None,
     compile: Compile = False,
     channels_last: ChannelsLast = False,
+    tf32: TF32 = False,
     out_dir: Annotated[
         Path, typer.Option(help="Each comparison makes a new folder in here.")
     ] = Path("compare-runs"),
@@ -126,19 +132,19 @@ def compare(
     Every run is evaluated on the test split with its EMA weights; the per-image bits/dim of
     each likelihood are compared with the first one's (paired t-test). Writes report.md,
     report.json, learning curves and side-by-side samples into a new folder in --out-dir.
-    The budget is the preset's (demo: 10 minutes per run) unless --steps or --max-minutes
+    The budget is the preset's (demo: 10 minutes per run) unless --max-steps or --max-minutes
     is given.
 
     Examples:
 
         pixelcnn compare --max-minutes 5
-        pixelcnn compare --likelihood dmol --likelihood softmax --dataset mnist --steps 2000
+        pixelcnn compare --likelihood dmol --likelihood softmax --dataset mnist --max-steps 2000
     """
     session: Session = ctx.obj
     load_plugins(plugins)
     if steps is not None and max_minutes is not None:
         raise ValueError(
-            "--steps and --max-minutes are mutually exclusive: give every run one budget"
+            "--max-steps and --max-minutes are mutually exclusive: give every run one budget"
         )
     names = likelihoods or DEFAULT_LIKELIHOODS
     for name in names:
@@ -169,6 +175,7 @@ def compare(
         precision=precision,
         compile=compile,
         channels_last=channels_last,
+        tf32=tf32,
     )
     if steps is not None:
         options.update(max_steps=steps, max_minutes=None)

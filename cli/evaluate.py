@@ -6,15 +6,32 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
+import torch
 import typer
 
-from pixelcnnpp.training import PixelDataset, load_checkpoint, load_dataset, model_from_checkpoint
+from pixelcnnpp.training import (
+    PixelDataset,
+    load_checkpoint,
+    load_dataset,
+    model_from_checkpoint,
+    pixel_bits,
+    plot_pixel_bits,
+    resolve_checkpoint,
+    resolve_device,
+)
 from pixelcnnpp.training import evaluate as evaluate_split
-from pixelcnnpp.training.checkpoint import resolve_checkpoint
-from pixelcnnpp.training.distributed import resolve_device
 
 from .options import Device, Plugins
-from .output import Session, bits, duration, interval, key_value_table
+from .output import (
+    Session,
+    bits,
+    check_image_path,
+    check_npy_path,
+    check_writable,
+    duration,
+    interval,
+    key_value_table,
+)
 from .plugins import load_plugins
 
 Checkpoint = Annotated[
@@ -57,6 +74,20 @@ def evaluate(
         Path | None,
         typer.Option(metavar="PATH.npy", help="Save the per-image bits/dim (float64 .npy)."),
     ] = None,
+    heatmap: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="PATH.png",
+            help="Draw the mean bits/dim at each pixel position over the split (and the "
+            "per-pixel bits of --images N images beside them); the arrays go to PATH.npz.",
+        ),
+    ] = None,
+    images: Annotated[
+        int,
+        typer.Option(
+            min=0, help="With --heatmap: show this many images with their per-pixel bits."
+        ),
+    ] = 0,
     plugins: Plugins = None,
 ) -> None:
     """Bits/dim of a checkpoint on a dataset split, with a 95% confidence interval.
@@ -68,9 +99,18 @@ def evaluate(
 
         pixelcnn evaluate runs/20250101-120000-fashion-mnist-dmol
         pixelcnn evaluate model.pt --dataset mnist --max-images 1000
+        pixelcnn evaluate runs/20250101-120000-fashion-mnist-dmol --heatmap map.png --images 4
     """
     session: Session = ctx.obj
     load_plugins(plugins)
+    if images and heatmap is None:
+        raise ValueError("--images shows images beside a heatmap; give --heatmap PATH.png too")
+    if save_per_image is not None:
+        save_per_image = check_npy_path(save_per_image, "--save-per-image")
+    arrays = None
+    if heatmap is not None:
+        heatmap = check_image_path(heatmap, "--heatmap")
+        arrays = check_writable(heatmap.with_suffix(".npz"), "--heatmap")
     path = resolve_checkpoint(checkpoint)
     state = load_checkpoint(path)
     model = model_from_checkpoint(
@@ -84,6 +124,8 @@ def evaluate(
     if save_per_image is not None:
         save_per_image.parent.mkdir(parents=True, exist_ok=True)
         np.save(save_per_image, result.per_image)
+    if heatmap is not None:
+        _draw_heatmap(session, model, data, batch, max_images, images, heatmap, arrays)
     session.show(
         key_value_table(
             "Evaluation",
@@ -96,8 +138,27 @@ def evaluate(
                 ("95% CI", interval(result.ci_low, result.ci_high)),
                 ("time", duration(result.seconds)),
                 ("per-image values", save_per_image),
+                ("heatmap", heatmap),
+                ("heatmap arrays", arrays),
             ],
         )
+    )
+
+
+def _draw_heatmap(session, model, data, batch, max_images, count, path, arrays) -> None:
+    """Per-pixel bits of the split: the mean map, and ``count`` images beside their maps."""
+    maps = pixel_bits(model, data, batch, max_images, reporter=session.reporter())
+    count = min(count, len(maps))
+    shown = data.batch(torch.arange(count))[0] if count else None
+    mean_map = maps.mean(0)
+    title = f"{data.name} {data.split}: {len(maps)} images, {mean_map.mean():.4f} bits/dim"
+    plot_pixel_bits(mean_map, path, model.config.num_bits, shown, maps[:count], title=title)
+    arrays.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(
+        arrays,
+        mean=mean_map,
+        per_image=maps[:count],
+        images=shown.numpy() if shown is not None else np.zeros((0,), np.uint8),
     )
 
 

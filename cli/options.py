@@ -215,6 +215,15 @@ ChannelsLast = Annotated[
     bool,
     typer.Option("--channels-last", help="Channels-last memory format.", rich_help_panel=HARDWARE),
 ]
+TF32 = Annotated[
+    bool,
+    typer.Option(
+        "--tf32",
+        help="Allow TF32 for float32 convolutions and matmuls in training (Ampere and later "
+        "GPUs: faster, 10-bit mantissa). Evaluation and sampling always run without it.",
+        rich_help_panel=HARDWARE,
+    ),
+]
 Assignments = Annotated[
     list[str] | None,
     typer.Option(
@@ -261,6 +270,7 @@ def option_changes(
     download: bool = False,
     compile: bool = False,
     channels_last: bool = False,
+    tf32: bool = False,
     **fields: Any,
 ) -> dict[str, Any]:
     """The config fields that the given options set, as ``TrainConfig.replace`` keys.
@@ -275,7 +285,12 @@ def option_changes(
     }
     if "data_dir" in changes:
         changes["data_dir"] = str(changes["data_dir"])
-    flags = {"download": download, "compile": compile, "channels_last": channels_last}
+    flags = {
+        "download": download,
+        "compile": compile,
+        "channels_last": channels_last,
+        "tf32": tf32,
+    }
     changes.update({name: True for name, on in flags.items() if on})
     if conditional:
         changes["model.num_classes"] = 1  # config_for_dataset sets the dataset's count
@@ -305,7 +320,30 @@ def build_config(
         changes["model.likelihood_kwargs"] = kwargs
     config = config.replace(**changes)
     check_names(config.model.likelihood, config.model.block)
-    return config_for_dataset(config, config.dataset)
+    shaped = config_for_dataset(config, config.dataset)
+    asked = assignments.get("model.image_shape")
+    if asked is not None and tuple(asked) != tuple(shaped.model.image_shape):
+        raise ValueError(
+            f"--set model.image_shape={list(asked)} does not match dataset {config.dataset!r}, "
+            f"whose images are {list(shaped.model.image_shape)} (C, H, W): the shape comes from "
+            "the dataset (resize with the dataset's options, e.g. --set dataset_options=...)"
+        )
+    _check_stages(shaped)
+    return shaped
+
+
+def _check_stages(config: TrainConfig) -> None:
+    """Refuse resolutions the images cannot have: each stage after the first halves them
+    (rounding up), so stages past the one at 1x1 would only repeat it."""
+    _, h, w = config.model.image_shape
+    stages, size = 1, max(h, w)
+    while size > 1:
+        size, stages = (size + 1) // 2, stages + 1
+    if config.model.num_stages > stages:
+        raise ValueError(
+            f"--num-stages {config.model.num_stages} is more than {h}x{w} images allow: "
+            f"stage {stages} already works at 1x1; use at most {stages}"
+        )
 
 
 def resume_overrides(

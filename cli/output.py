@@ -9,8 +9,10 @@ import sys
 import traceback
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from PIL import Image
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -195,3 +197,41 @@ def duration(seconds: float) -> str:
         return f"{minutes}m {secs:02d}s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h {minutes:02d}m"
+
+
+# -- output files ----------------------------------------------------------------------------------
+
+
+def check_writable(path: Path, option: str) -> Path:
+    """``path`` can be written (its folder exists or can be made, it is not a folder, nothing
+    read-only is in the way); raises ``ValueError`` naming ``option`` otherwise. Writes nothing."""
+    if path.is_dir():
+        raise ValueError(f"{option} {path} is a folder; give a file name")
+    ancestor = path.parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise ValueError(f"{option} {path}: {ancestor} is a file, not a folder")
+    writable = os.access(path, os.W_OK) if path.exists() else os.access(ancestor, os.W_OK)
+    if not writable:
+        raise ValueError(f"{option} {path} cannot be written: {ancestor} is read-only")
+    return path
+
+
+def check_image_path(path: Path, option: str) -> Path:
+    """An image file name PIL can write (by its extension), in a place that can be written."""
+    formats = Image.registered_extensions()
+    fmt = formats.get(path.suffix.lower())
+    if fmt is None or fmt not in Image.SAVE:
+        raise ValueError(
+            f"{option} must be an image file name ending in .png (or .jpg, .bmp, .tif, ...), "
+            f"got {str(path)!r}"
+        )
+    return check_writable(path, option)
+
+
+def check_npy_path(path: Path, option: str) -> Path:
+    """The file ``np.save`` writes for ``path`` (``.npy`` added when missing), checked."""
+    if path.suffix != ".npy":
+        path = path.with_name(path.name + ".npy")
+    return check_writable(path, option)

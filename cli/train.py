@@ -15,6 +15,7 @@ from pixelcnnpp.training import train as run_training
 from .options import (
     DATA,
     MODEL,
+    TF32,
     Assignments,
     BatchSize,
     Block,
@@ -102,6 +103,7 @@ def train(
     precision: Precision = None,
     compile: Compile = False,
     channels_last: ChannelsLast = False,
+    tf32: TF32 = False,
     out_dir: Annotated[
         Path, typer.Option(help="New run folders are made in here.", rich_help_panel=RUN)
     ] = Path("runs"),
@@ -170,6 +172,7 @@ def train(
         precision=precision,
         compile=compile,
         channels_last=channels_last,
+        tf32=tf32,
     )
     assigned = parse_assignments(assignments)
     if resume is None:
@@ -185,7 +188,6 @@ def train(
         config = None
         overrides = resume_overrides(preset, options, assigned, num_mixtures)
         folder = run_dir or _run_folder_of(resume)
-        session.note(f"Resuming {resume}")
     try:
         result = run_training(
             config, folder, resume=resume, overrides=overrides, reporter=session.reporter()

@@ -18,7 +18,7 @@ from typing import ClassVar, NamedTuple
 import torch
 from torch.distributions import Distribution, constraints
 
-from .pixels import num_levels, validate_pixels
+from .pixels import num_levels, physical, validate_pixels
 
 MAX_JOINT_ENUMERATION = 2**16
 _CHUNK_ELEMENTS = 2**23
@@ -31,6 +31,7 @@ class _Finite(constraints.Constraint):
         # An inf or NaN anywhere makes the sum inf or NaN, so one reduction settles the common
         # case (a 0-dim True broadcasts over value); only a non-finite sum, which large finite
         # values can also give, needs the elementwise test (several passes and a slow all()).
+        value = physical(value)
         if bool(torch.isfinite(value.sum())):
             return torch.ones((), dtype=torch.bool, device=value.device)
         return torch.isfinite(value)
@@ -45,6 +46,7 @@ class _NotNan(constraints.Constraint):
     def check(self, value):
         # A NaN anywhere makes the sum NaN; so can +inf and -inf together, which then gets the
         # elementwise test.
+        value = physical(value)
         if not bool(torch.isnan(value.sum())):
             return torch.ones((), dtype=torch.bool, device=value.device)
         return ~torch.isnan(value)
@@ -65,6 +67,11 @@ class PixelSummary(NamedTuple):
     variance: torch.Tensor
     mode: torch.Tensor
     entropy: torch.Tensor
+
+
+def summary_in(dtype: torch.dtype, mean, variance, mode, entropy) -> PixelSummary:
+    """A summary accumulated in float64, its floats returned in the parameters' ``dtype``."""
+    return PixelSummary(mean.to(dtype), variance.to(dtype), mode, entropy.to(dtype))
 
 
 class DiscretePixelDistribution(Distribution):
@@ -122,24 +129,28 @@ class DiscretePixelDistribution(Distribution):
         return new
 
     # -- likelihood --------------------------------------------------------------------------
-
-    def log_prob_pixels(self, value: torch.Tensor) -> torch.Tensor:  # pragma: no cover
-        raise NotImplementedError
-
-    def _pixel_log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        """Log-probability of each whole pixel, ``[..., C, H, W] -> [..., H, W]``, no validation."""
-        return self._unvalidated(self.log_prob_pixels, value).sum(-3)
-
-    def _unvalidated(self, fn, *args):
-        saved, self._validate_args = self._validate_args, False
-        try:
-            return fn(*args)
-        finally:
-            self._validate_args = saved
+    # The public methods validate their input; the private ones compute and are what the
+    # summaries and subclasses call.
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         """Log-probability in nats of whole images: ``[..., C, H, W] -> [...]``."""
-        return self.log_prob_pixels(value).sum((-3, -2, -1))
+        if self._validate_args:
+            self._validate_sample(value)
+        return self._pixel_log_prob(value).sum((-2, -1))
+
+    def log_prob_pixels(self, value: torch.Tensor) -> torch.Tensor:
+        """``log p(x_c | x_<c)`` of each sub-pixel, ``[..., C, H, W] -> [..., C, H, W]``; the
+        terms of a pixel sum to its log-probability."""
+        if self._validate_args:
+            self._validate_sample(value)
+        return self._log_prob_pixels(value)
+
+    def _log_prob_pixels(self, value: torch.Tensor) -> torch.Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+    def _pixel_log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        """Log-probability of each whole pixel, ``[..., C, H, W] -> [..., H, W]``."""
+        return self._log_prob_pixels(value).sum(-3)
 
     # -- summaries -----------------------------------------------------------------------------
 
@@ -162,8 +173,17 @@ class DiscretePixelDistribution(Distribution):
         """Mean, variance, mode and entropy in one pass over the values of each pixel.
 
         Exact when ``2**(bits * C) <= MAX_JOINT_ENUMERATION`` or ``C == 1``; otherwise greedy
-        channel by channel (see the module docstring).
+        channel by channel (see the module docstring). Computed once per grad mode and kept:
+        ``mean``, ``variance``, ``mode`` and ``entropy()`` share it, and a summary taken under
+        ``torch.no_grad()`` is never handed to code that differentiates it.
         """
+        cache = self.__dict__.setdefault("_summaries", {})
+        grad_mode = torch.is_grad_enabled()
+        if grad_mode not in cache:
+            cache[grad_mode] = self._summarize()
+        return cache[grad_mode]
+
+    def _summarize(self) -> PixelSummary:
         if self.num_channels == 1 or self.num_levels**self.num_channels <= MAX_JOINT_ENUMERATION:
             return self._joint_summary()
         return self._greedy_summary()
@@ -178,22 +198,23 @@ class DiscretePixelDistribution(Distribution):
 
     def _joint_summary(self) -> PixelSummary:
         device, dtype = self._param_device_dtype()
+        acc = torch.float64  # sums over up to 2**16 values keep float32 accuracy
         n, (c, h, w) = self.num_levels, self.event_shape
         batch = self.batch_shape
         levels = torch.arange(n, device=device)
         table = torch.cartesian_prod(*[levels] * c).reshape(-1, c)  # [V, C] joint values
-        first = torch.zeros((*batch, c, h, w), device=device, dtype=dtype)
+        first = torch.zeros((*batch, c, h, w), device=device, dtype=acc)
         second = torch.zeros_like(first)
-        entropy = torch.zeros((*batch, h, w), device=device, dtype=dtype)
-        best = torch.full((*batch, h, w), -torch.inf, device=device, dtype=dtype)
+        entropy = torch.zeros((*batch, h, w), device=device, dtype=acc)
+        best = torch.full((*batch, h, w), -torch.inf, device=device, dtype=acc)
         best_index = torch.zeros((*batch, h, w), device=device, dtype=torch.long)
         view = (-1,) + (1,) * len(batch) + (c, 1, 1)
         for start in range(0, table.shape[0], self._chunk(self._values_cost())):
             chunk = table[start : start + self._chunk(self._values_cost())]
             x = chunk.reshape(view).expand(chunk.shape[0], *batch, c, h, w)
-            lp = self._pixel_log_prob(x)  # [v, *batch, H, W]
+            lp = self._pixel_log_prob(x).double()  # [v, *batch, H, W]
             p = lp.exp()
-            values = chunk.to(dtype).reshape(view)
+            values = chunk.to(acc).reshape(view)
             first = first + (p.unsqueeze(-3) * values).sum(0)
             second = second + (p.unsqueeze(-3) * values**2).sum(0)
             entropy = entropy + torch.where(p > 0, -p * lp, 0.0).sum(0)
@@ -202,28 +223,29 @@ class DiscretePixelDistribution(Distribution):
             best = torch.where(better, top, best)
             best_index = torch.where(better, arg + start, best_index)
         mode = table[best_index].movedim(-1, -3)  # [*batch, C, H, W]
-        return PixelSummary(first, second - first**2, mode, entropy.sum((-2, -1)))
+        return summary_in(dtype, first, second - first**2, mode, entropy.sum((-2, -1)))
 
     def _greedy_summary(self) -> PixelSummary:
         device, dtype = self._param_device_dtype()
+        acc = torch.float64  # sums over up to 2**16 values keep float32 accuracy
         n, (c, h, w) = self.num_levels, self.event_shape
         batch = self.batch_shape
         ref = torch.zeros((*batch, c, h, w), device=device, dtype=torch.long)
-        mean = torch.zeros((*batch, c, h, w), device=device, dtype=dtype)
+        mean = torch.zeros((*batch, c, h, w), device=device, dtype=acc)
         second = torch.zeros_like(mean)
-        entropy = torch.zeros((*batch, h, w), device=device, dtype=dtype)
+        entropy = torch.zeros((*batch, h, w), device=device, dtype=acc)
         view = (-1,) + (1,) * len(batch) + (1, 1)
         for channel in range(c):
-            best = torch.full((*batch, h, w), -torch.inf, device=device, dtype=dtype)
+            best = torch.full((*batch, h, w), -torch.inf, device=device, dtype=acc)
             best_value = torch.zeros((*batch, h, w), device=device, dtype=torch.long)
             step = self._chunk(self._values_cost())
             for start in range(0, n, step):
                 values = torch.arange(start, min(n, start + step), device=device)
                 x = ref.expand(values.shape[0], *ref.shape).clone()
                 x[..., channel, :, :] = values.reshape(view)
-                lp = self._unvalidated(self.log_prob_pixels, x)[..., channel, :, :]
+                lp = self._log_prob_pixels(x)[..., channel, :, :].double()
                 p = lp.exp()
-                vf = values.to(dtype).reshape(view)
+                vf = values.to(acc).reshape(view)
                 mean[..., channel, :, :] += (p * vf).sum(0)
                 second[..., channel, :, :] += (p * vf**2).sum(0)
                 entropy = entropy + torch.where(p > 0, -p * lp, 0.0).sum(0)
@@ -232,7 +254,7 @@ class DiscretePixelDistribution(Distribution):
                 best = torch.where(better, top, best)
                 best_value = torch.where(better, arg + start, best_value)
             ref[..., channel, :, :] = best_value
-        return PixelSummary(mean, second - mean**2, ref, entropy.sum((-2, -1)))
+        return summary_in(dtype, mean, second - mean**2, ref, entropy.sum((-2, -1)))
 
     def _values_cost(self) -> int:
         """Elements of work per enumerated value and sub-pixel (e.g. mixture components)."""

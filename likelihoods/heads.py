@@ -110,6 +110,19 @@ class LikelihoodHead(nn.Module):
         """The distribution given the parameter tensor ``[B, num_outputs, H, W]``."""
         raise NotImplementedError
 
+    def distribution_from_features(
+        self,
+        features: torch.Tensor,
+        x: torch.Tensor | None = None,
+        validate_args: bool | None = None,
+    ) -> Distribution:
+        """The distribution ``forward`` returns, with a choice of checks: training and sampling
+        pass ``validate_args=False`` (the parameters come from the network). A subclass that
+        overrides ``forward`` gets its own ``forward``, with whatever checks it makes."""
+        if type(self).forward is not LikelihoodHead.forward:
+            return self(features, x)
+        return self.distribution(self.params(features), validate_args=validate_args)
+
     @torch.no_grad()
     def sample(
         self,
@@ -119,17 +132,8 @@ class LikelihoodHead(nn.Module):
     ) -> torch.Tensor:
         """Integer pixels ``[B, C, H, W]`` drawn from the head's distribution (its parameters
         come from the network, so they are not validated again)."""
-        return self.unvalidated(features).sample(temperature=temperature, generator=generator)
-
-    def unvalidated(self, features: torch.Tensor, x: torch.Tensor | None = None) -> Distribution:
-        """``forward`` without the distribution's argument and sample checks, for parameters
-        that come from the network (sampling, training). Subclasses that only override
-        ``forward`` get their distribution with validation turned off afterwards."""
-        if type(self).distribution is not LikelihoodHead.distribution:
-            return self.distribution(self.params(features), validate_args=False)
-        dist = self(features, x)
-        dist._validate_args = False
-        return dist
+        dist = self.distribution_from_features(features, validate_args=False)
+        return dist.sample(temperature=temperature, generator=generator)
 
 
 @register_likelihood("dmol")

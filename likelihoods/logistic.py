@@ -20,13 +20,17 @@ pass also computes the two slopes ``d log P / d mu`` and ``d log P / d log s`` f
 quantities it already has, and the backward pass only multiplies them by the incoming
 gradient. The straightforward autograd graph keeps a dozen tensors of the full
 ``[*, C, K, H, W]`` size and evaluates as many transcendental functions again.
+
+Derivatives of the slopes (Hessians, ``create_graph=True``, ``torch.func``) come from the same
+slope formulas written in plain differentiable ops (``_slopes``), recomputed from the saved
+inputs only when the backward pass is itself differentiated.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch.autograd.function import once_differentiable
+from torch.autograd import forward_ad
 
 # Guards that keep log_prob finite for any finite parameters. They change nothing a float can
 # tell apart: a log-scale below -80 (or above 60) and a standardized bin edge beyond 1e15 only
@@ -37,6 +41,10 @@ MAX_STANDARDIZED = 1e15
 # softplus(z) = z above this; exp(z) still fits in float32 and log1p(exp(-z)) is below float
 # resolution, so softplus is exact to rounding (torch's default of 20 leaves an error of 2e-9).
 _SOFTPLUS_THRESHOLD = 80.0
+# w / expm1(w) = 1 - w/2 + sum_k B_2k w^2k / (2k)!: the coefficients of w^2, w^4, ..., w^12.
+# Up to w = 0.25 the first term left out (w^14 / 74724249600) is below 1e-19.
+_SERIES_LIMIT = 0.25
+_WIDTH_SERIES = (1 / 12, -1 / 720, 1 / 30240, -1 / 1209600, 1 / 47900160, -691 / 1307674368000)
 
 
 def _log_mass_and_slopes(mean, log_scales, lower, upper, interior, half_width, with_slopes):
@@ -53,9 +61,11 @@ def _log_mass_and_slopes(mean, log_scales, lower, upper, interior, half_width, w
     """
     shape = torch.broadcast_shapes(mean.shape, log_scales.shape, lower.shape, upper.shape)
     mean = mean.expand(shape)  # so that the in-place ops below never need to grow a tensor
-    # The log-scale guard costs three passes (clamp, mask, masked slope); one reduction tells
-    # whether it can change anything. Compiled code fuses the passes and keeps the guard.
-    guarded = torch.compiler.is_compiling()
+    # The log-scale guard costs three passes (clamp, mask, masked slope); on CPU one reduction
+    # tells whether it can change anything. Reading that answer on a GPU would make the host
+    # wait for the device, so there (and in compiled code, which fuses the passes) the guard
+    # always runs.
+    guarded = torch.compiler.is_compiling() or log_scales.device.type != "cpu"
     if not guarded:
         low, high = torch.aminmax(log_scales)
         guarded = not (low.item() >= MIN_LOG_SCALE and high.item() <= MAX_LOG_SCALE)
@@ -89,27 +99,145 @@ def _log_mass_and_slopes(mean, log_scales, lower, upper, interior, half_width, w
     return out, d_mean, d_log_scales
 
 
+def _width_slope(w: torch.Tensor) -> torch.Tensor:
+    """``w / expm1(w)``, the width term of ``-d log q / d log s``, with derivatives of every order.
+
+    Below ``_SERIES_LIMIT`` it is its Taylor series (Bernoulli numbers, truncated where the next
+    term is below float64 resolution); above, ``w exp(-w) / (1 - exp(-w))``. Each branch sees
+    its argument clamped to its own range, so the branch not taken is finite and its zero
+    gradient stays zero: the plain formula's derivatives overflow for tiny ``w``
+    (``1 / expm1(w)**2``) and give ``inf / inf`` for large ``w``.
+    """
+    small = w.clamp(max=_SERIES_LIMIT)
+    square = small * small
+    series = _WIDTH_SERIES[-1]
+    for coefficient in reversed(_WIDTH_SERIES[:-1]):
+        series = series * square + coefficient
+    series = 1.0 - 0.5 * small + square * series
+    large = w.clamp(min=_SERIES_LIMIT)
+    return torch.where(w < _SERIES_LIMIT, series, large * torch.exp(-large) / -torch.expm1(-large))
+
+
+def _standardized(edge: torch.Tensor, mean: torch.Tensor, inv_s: torch.Tensor) -> torch.Tensor:
+    """``(edge - mean) / s`` clamped to ``+-MAX_STANDARDIZED``, as the fused pass computes it; an
+    infinite edge is replaced before any arithmetic, so no gradient meets ``0 * inf``."""
+    finite = torch.isfinite(edge)
+    z = ((torch.where(finite, edge, 0.0) - mean) * inv_s).clamp(-MAX_STANDARDIZED, MAX_STANDARDIZED)
+    return torch.where(finite, z, torch.copysign(torch.full_like(edge, MAX_STANDARDIZED), edge))
+
+
+def _slopes(mean, log_scales, lower, upper, interior, half_width):
+    """The slopes of ``_log_mass_and_slopes`` in plain differentiable ops.
+
+    The same values (to rounding) as the fused pass, written so that autograd and forward-mode
+    AD can differentiate them again: second and higher derivatives, and ``torch.func``.
+    """
+    clamped = log_scales.clamp(MIN_LOG_SCALE, MAX_LOG_SCALE)
+    inv_s = torch.exp(-clamped)
+    a = _standardized(lower, mean, inv_s)
+    neg_b = -_standardized(upper, mean, inv_s)
+    sig_a, sig_neg_b = torch.sigmoid(a), torch.sigmoid(neg_b)
+    d_mean = (sig_a - sig_neg_b) * inv_s
+    d_log_scales = (
+        a * sig_a + neg_b * sig_neg_b - interior * _width_slope(inv_s * (2.0 * half_width))
+    )
+    return d_mean, torch.where(clamped == log_scales, d_log_scales, 0.0)
+
+
+def _has_tangent(*tensors: torch.Tensor) -> bool:
+    """Whether any tensor carries a forward-mode (``torch.autograd.forward_ad``) tangent."""
+    if torch.compiler.is_compiling():
+        return False
+    return any(forward_ad.unpack_dual(t).tangent is not None for t in tensors)
+
+
+def differentiating(*tensors: torch.Tensor) -> bool:
+    """Whether the backward pass is itself being differentiated: under ``create_graph=True`` or
+    a ``torch.func`` transform (both run it with grad mode on), or with forward-mode tangents."""
+    return torch.is_grad_enabled() or _has_tangent(*tensors)
+
+
+def transformed(*tensors: torch.Tensor) -> bool:
+    """Whether any tensor is wrapped by a ``torch.func`` transform (vmap, grad, jvp) or carries
+    a forward-mode tangent: then the autograd functions need their ``jvp`` and ``vmap`` rules.
+    Never while ``torch.compile`` traces (it does not trace these rules)."""
+    if torch.compiler.is_compiling():
+        return False
+    wrapped = any(torch._C._functorch.is_functorch_wrapped_tensor(t) for t in tensors)
+    return wrapped or _has_tangent(*tensors)
+
+
+def batch_first(in_dims, args):
+    """A ``vmap`` rule's arguments for a function that broadcasts its tensor arguments: each
+    vmapped dimension moved to the front, then ones inserted after it up to the largest logical
+    rank, so the batch lines up across arguments and the other dimensions broadcast as before."""
+    rank = max(
+        a.dim() - (d is not None) for a, d in zip(args, in_dims, strict=True) if torch.is_tensor(a)
+    )
+    out = []
+    for arg, dim in zip(args, in_dims, strict=True):
+        if dim is not None:
+            arg = arg.movedim(dim, 0)
+            arg = arg.reshape(arg.shape[:1] + (1,) * (rank + 1 - arg.dim()) + arg.shape[1:])
+        out.append(arg)
+    return out
+
+
 class _LogBinMass(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, mean, log_scales, lower, upper, interior, half_width):
-        out, d_mean, d_log_scales = _log_mass_and_slopes(
-            mean, log_scales, lower, upper, interior, half_width, with_slopes=True
-        )
-        ctx.save_for_backward(d_mean, d_log_scales)
-        ctx.input_shapes = mean.shape, log_scales.shape
-        return out
+    """``log P`` and its two slopes from one fused pass; the slopes are outputs that autograd
+    does not differentiate, and the backward pass multiplies them by the incoming gradient.
+
+    When the backward pass is itself differentiated it recomputes the slopes with ``_slopes``
+    from the saved inputs instead, so second derivatives are exact and plain first-order
+    training keeps the fused pass. This class is what ``torch.compile`` traces.
+    """
 
     @staticmethod
-    @once_differentiable  # the saved slopes are constants: no second derivatives from here
-    def backward(ctx, grad):
-        d_mean, d_log_scales = ctx.saved_tensors
-        mean_shape, log_scales_shape = ctx.input_shapes
+    def forward(mean, log_scales, lower, upper, interior, half_width):
+        return _log_mass_and_slopes(
+            mean, log_scales, lower, upper, interior, half_width, with_slopes=True
+        )
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        mean, log_scales, lower, upper, interior, half_width = inputs
+        _, d_mean, d_log_scales = output
+        ctx.mark_non_differentiable(d_mean, d_log_scales)
+        ctx.save_for_backward(mean, log_scales, lower, upper, interior, d_mean, d_log_scales)
+        ctx.save_for_forward(mean, log_scales, lower, upper, interior)
+        ctx.half_width = half_width
+
+    @staticmethod
+    def backward(ctx, grad, _grad_d_mean, _grad_d_log_scales):
+        mean, log_scales, lower, upper, interior, d_mean, d_log_scales = ctx.saved_tensors
+        if differentiating(grad, mean, log_scales):
+            d_mean, d_log_scales = _slopes(mean, log_scales, lower, upper, interior, ctx.half_width)
         grad_mean = grad_log_scales = None
         if ctx.needs_input_grad[0]:
-            grad_mean = (grad * d_mean).sum_to_size(mean_shape)
+            grad_mean = (grad * d_mean).sum_to_size(mean.shape)
         if ctx.needs_input_grad[1]:
-            grad_log_scales = (grad * d_log_scales).sum_to_size(log_scales_shape)
+            grad_log_scales = (grad * d_log_scales).sum_to_size(log_scales.shape)
         return grad_mean, grad_log_scales, None, None, None, None
+
+
+class _TransformedLogBinMass(_LogBinMass):
+    """``_LogBinMass`` with the rules that forward-mode AD and ``torch.func`` need: ``jvp`` and
+    ``vmap`` (a class of its own because ``torch.compile`` does not trace a custom ``jvp``)."""
+
+    @staticmethod
+    def jvp(ctx, mean_t, log_scales_t, *_):
+        mean, log_scales, lower, upper, interior = ctx.saved_tensors
+        d_mean, d_log_scales = _slopes(mean, log_scales, lower, upper, interior, ctx.half_width)
+        out_t = torch.zeros_like(d_mean)
+        if mean_t is not None:
+            out_t = out_t + d_mean * mean_t
+        if log_scales_t is not None:
+            out_t = out_t + d_log_scales * log_scales_t
+        return out_t, None, None
+
+    @staticmethod
+    def vmap(info, in_dims, *args):
+        return _TransformedLogBinMass.apply(*batch_first(in_dims, args)), (0, 0, 0)
 
 
 def discretized_logistic_log_mass(
@@ -134,8 +262,11 @@ def discretized_logistic_log_mass(
     Returns:
         The log-mass, broadcast over all inputs. Differentiable in ``mean`` and ``log_scales``.
     """
+    tensors = mean, log_scales, lower, upper, interior
+    if transformed(*tensors):
+        return _TransformedLogBinMass.apply(*tensors, half_width)[0]
     if torch.is_grad_enabled() and (mean.requires_grad or log_scales.requires_grad):
-        return _LogBinMass.apply(mean, log_scales, lower, upper, interior, half_width)
+        return _LogBinMass.apply(*tensors, half_width)[0]
     out, _, _ = _log_mass_and_slopes(
         mean, log_scales, lower, upper, interior, half_width, with_slopes=False
     )

@@ -12,11 +12,18 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 from einops import rearrange
-from torch.autograd.function import once_differentiable
 
 from .discrete import DiscretePixelDistribution, finite
-from .logistic import discretized_logistic_log_mass
-from .pixels import check_num_bits, compute_dtype, exists, num_pairs, pair_slice, scale_pixels
+from .logistic import batch_first, differentiating, discretized_logistic_log_mass, transformed
+from .pixels import (
+    check_num_bits,
+    compute_dtype,
+    exists,
+    num_pairs,
+    pair_slice,
+    physical,
+    scale_pixels,
+)
 
 
 class _CoupledMeans(torch.autograd.Function):
@@ -24,11 +31,11 @@ class _CoupledMeans(torch.autograd.Function):
 
     Written out because slicing ``means`` and ``coeffs`` per channel under autograd makes each
     slice's backward allocate and fill a zero tensor of the full size, and ``einsum`` would be
-    run in bfloat16 under CPU autocast.
+    run in bfloat16 under CPU autocast. ``xs`` (scaled pixels) is a constant.
     """
 
     @staticmethod
-    def forward(ctx, means, coeffs, xs):
+    def forward(means, coeffs, xs):
         # means [*, C, K, H, W], coeffs [*, P, K, H, W], xs [..., C, 1, H, W] -> [..., C, K, H, W]
         out = torch.empty(
             torch.broadcast_shapes(means.shape, coeffs.shape[:-4] + means.shape[-4:], xs.shape),
@@ -38,16 +45,22 @@ class _CoupledMeans(torch.autograd.Function):
         out[..., 0, :, :, :].copy_(means[..., 0, :, :, :])
         for j, (c, p) in enumerate(_pairs(means.shape[-4])):
             term = coeffs[..., j, :, :, :], xs[..., p, :, :, :]
-            if p == 0:  # the first pair of channel c writes means + term straight into out
+            if p == 0 and torch.compiler.is_compiling():  # dynamo traces no out= into a view
+                out[..., c, :, :, :].copy_(means[..., c, :, :, :]).addcmul_(*term)
+            elif p == 0:  # the first pair of channel c writes means + term straight into out
                 torch.addcmul(means[..., c, :, :, :], *term, out=out[..., c, :, :, :])
             else:
                 out[..., c, :, :, :].addcmul_(*term)
-        ctx.save_for_backward(xs)
-        ctx.input_shapes = means.shape, coeffs.shape
         return out
 
     @staticmethod
-    @once_differentiable
+    def setup_context(ctx, inputs, output):
+        means, coeffs, xs = inputs
+        ctx.save_for_backward(xs)
+        ctx.save_for_forward(xs)
+        ctx.input_shapes = means.shape, coeffs.shape
+
+    @staticmethod
     def backward(ctx, grad):
         (xs,) = ctx.saved_tensors
         means_shape, coeffs_shape = ctx.input_shapes
@@ -56,31 +69,62 @@ class _CoupledMeans(torch.autograd.Function):
             grad_means = grad.sum_to_size(means_shape)
         if ctx.needs_input_grad[1]:
             pairs = _pairs(means_shape[-4])
-            grad_coeffs = grad.new_empty(grad.shape[:-4] + (len(pairs),) + grad.shape[-3:])
-            for j, (c, p) in enumerate(pairs):
-                torch.mul(
-                    grad[..., c, :, :, :], xs[..., p, :, :, :], out=grad_coeffs[..., j, :, :, :]
+            # differentiated again (create_graph=True, torch.func), or traced (no out= there)
+            if differentiating(grad) or torch.compiler.is_compiling():
+                grad_coeffs = torch.stack(
+                    [grad[..., c, :, :, :] * xs[..., p, :, :, :] for c, p in pairs], dim=-4
                 )
+            else:
+                grad_coeffs = grad.new_empty(grad.shape[:-4] + (len(pairs),) + grad.shape[-3:])
+                for j, (c, p) in enumerate(pairs):
+                    torch.mul(
+                        grad[..., c, :, :, :], xs[..., p, :, :, :], out=grad_coeffs[..., j, :, :, :]
+                    )
             grad_coeffs = grad_coeffs.sum_to_size(coeffs_shape)
         return grad_means, grad_coeffs, None
 
 
+class _TransformedCoupledMeans(_CoupledMeans):
+    """``_CoupledMeans`` with ``jvp`` and ``vmap`` for forward-mode AD and ``torch.func`` (apart,
+    since ``torch.compile`` does not trace a custom ``jvp``). The function is linear in
+    ``means`` and ``coeffs``, so its tangent is the function of their tangents."""
+
+    @staticmethod
+    def jvp(ctx, means_t, coeffs_t, _xs_t):
+        (xs,) = ctx.saved_tensors
+        means_shape, coeffs_shape = ctx.input_shapes
+        if means_t is None:
+            means_t = xs.new_zeros(means_shape)
+        if coeffs_t is None:
+            coeffs_t = xs.new_zeros(coeffs_shape)
+        return _TransformedCoupledMeans.apply(means_t, coeffs_t, xs)
+
+    @staticmethod
+    def vmap(info, in_dims, *args):
+        return _TransformedCoupledMeans.apply(*batch_first(in_dims, args)), 0
+
+
 def _check_finite_params(params: torch.Tensor, blocks: list[tuple[str, int]]) -> None:
-    """Raise ``ValueError`` naming the block and index of a non-finite entry of ``params``."""
-    if params.is_floating_point() and bool(torch.isfinite(params.sum())):
+    """Raise ``ValueError`` naming the block and index of a non-finite entry of ``params``.
+
+    Under ``torch.func.vmap`` every batch member is checked and the message names the block only.
+    """
+    if params.is_floating_point() and bool(torch.isfinite(physical(params).sum())):
         return
-    bad = (~torch.isfinite(params)).nonzero()
-    if len(bad) == 0:  # the sum overflowed, every entry is finite
-        return
-    index = tuple(bad[0].tolist())
-    starts = [sum(size for _, size in blocks[:i]) for i in range(len(blocks))]
-    block = max(i for i, start in enumerate(starts) if start <= index[-3] and blocks[i][1])
-    name, size = blocks[block]
-    raise ValueError(
-        f"params (Tensor of shape {tuple(params.shape)}) must be finite, found "
-        f"{params[index].item()} at index {index}, in the {name} block "
-        f"(channels {starts[block]}..{starts[block] + size - 1} of the from_params layout)"
-    )
+    first = 0
+    for name, size in blocks:
+        part = params.narrow(-3, first, size)
+        bad = (~torch.isfinite(physical(part))).nonzero()
+        if len(bad):
+            found = "a non-finite entry"
+            if physical(part) is part:
+                index = tuple(bad[0].tolist())
+                found = f"{part[index].item()} at index {index[:-3] + (index[-3] + first,) + index[-2:]}"
+            raise ValueError(
+                f"params (Tensor of shape {tuple(params.shape)}) must be finite, found {found}, in "
+                f"the {name} block (channels {first}..{first + size - 1} of the from_params layout)"
+            )
+        first += size
 
 
 def _pairs(num_channels: int) -> list[tuple[int, int]]:
@@ -252,7 +296,9 @@ class DiscretizedLogisticMixture(DiscretePixelDistribution):
             params = params.float()
         k, c, p = d // per, num_channels, num_pairs(num_channels)
         validate = cls._validate_args if validate_args is None else validate_args
-        if validate:  # one check of the whole tensor instead of one per derived parameter
+        # Checked before the floor and the tanh, which would turn -inf log-scales and infinite
+        # coefficients into ordinary values; the message locates the entry in this layout.
+        if validate:
             _check_finite_params(
                 params, [("logits", k), ("means", c * k), ("log_scales", c * k), ("coeffs", p * k)]
             )
@@ -262,9 +308,7 @@ class DiscretizedLogisticMixture(DiscretePixelDistribution):
             min=min_log_scale
         )
         coeffs = torch.tanh(rearrange(coeffs, "... (p k) h w -> ... p k h w", p=p)) if p else None
-        dist = cls(logits, means, log_scales, coeffs, num_bits=num_bits, validate_args=False)
-        dist._validate_args = validate
-        return dist
+        return cls(logits, means, log_scales, coeffs, num_bits=num_bits, validate_args=validate)
 
     # -- likelihood --------------------------------------------------------------------------
 
@@ -272,7 +316,10 @@ class DiscretizedLogisticMixture(DiscretePixelDistribution):
         """Means after coupling: ``[..., C, 1, H, W]`` scaled values -> ``[..., C, K, H, W]``."""
         if self.coeffs is None:
             return self.means
-        return _CoupledMeans.apply(self.means, self.coeffs, xs)
+        function = (
+            _TransformedCoupledMeans if transformed(self.means, self.coeffs, xs) else _CoupledMeans
+        )
+        return function.apply(self.means, self.coeffs, xs)
 
     def _component_log_probs(self, x: torch.Tensor) -> torch.Tensor:
         """Per channel and component log-mass: ``[..., C, H, W] -> [..., C, K, H, W]``."""
@@ -297,25 +344,13 @@ class DiscretizedLogisticMixture(DiscretePixelDistribution):
         """Normalized log mixture weights ``[*, K, H, W]``."""
         return F.log_softmax(self.logits, dim=-3)
 
-    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        """Log-probability in nats of whole images: ``[..., C, H, W] -> [...]``."""
-        if self._validate_args:
-            self._validate_sample(value)
-        return self._pixel_log_prob(value).sum((-2, -1))
-
     def _pixel_log_prob(self, value: torch.Tensor) -> torch.Tensor:
         lp = self._component_log_probs(value).sum(-4)  # [..., K, H, W]
         return torch.logsumexp(self.log_weights + lp, dim=-3)
 
-    def log_prob_pixels(self, value: torch.Tensor) -> torch.Tensor:
-        """``log p(x_c | x_<c)`` of each sub-pixel, ``[..., C, H, W] -> [..., C, H, W]``.
-
-        The mixture is over whole pixels, so channel c's term is
-        ``log sum_k w_k prod_{c' <= c} p_k(x_c') - log sum_k w_k prod_{c' < c} p_k(x_c')``;
-        the terms of a pixel sum to its log-probability.
-        """
-        if self._validate_args:
-            self._validate_sample(value)
+    def _log_prob_pixels(self, value: torch.Tensor) -> torch.Tensor:
+        """The mixture is over whole pixels, so channel c's term is
+        ``log sum_k w_k prod_{c' <= c} p_k(x_c') - log sum_k w_k prod_{c' < c} p_k(x_c')``."""
         lp = self._component_log_probs(value).cumsum(-4)  # [..., C, K, H, W]
         upto = torch.logsumexp(self.log_weights.unsqueeze(-4) + lp, dim=-3)  # log p(x_<=c)
         before = torch.cat([torch.zeros_like(upto[..., :1, :, :]), upto[..., :-1, :, :]], dim=-3)

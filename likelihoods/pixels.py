@@ -15,6 +15,20 @@ def exists(value) -> bool:
     return value is not None
 
 
+def physical(t: torch.Tensor) -> torch.Tensor:
+    """``t`` without ``torch.func`` wrappers: under ``vmap`` the tensor of every batch member.
+
+    For checks that read values on the host (which ``vmap`` refuses): checking the physical
+    tensor checks all batch members at once, so bad input raises as it does eagerly. Never used
+    in the computation itself.
+    """
+    if torch.compiler.is_compiling():  # traced code sees no functorch wrappers
+        return t
+    while torch._C._functorch.is_functorch_wrapped_tensor(t):
+        t = torch._C._functorch.get_unwrapped(t)
+    return t
+
+
 def check_num_bits(num_bits: int) -> int:
     """Return ``num_bits`` if it is an integer in ``1..16``, else raise ``ValueError``."""
     if isinstance(num_bits, bool) or not isinstance(num_bits, int) or not 1 <= num_bits <= MAX_BITS:
@@ -90,6 +104,7 @@ def validate_pixels(
         ) from None
     if x.numel() == 0:
         return
+    x = physical(x)  # values only from here on
     if x.is_floating_point():
         if not bool(torch.isfinite(x).all()):
             raise ValueError(f"{name} must hold integer pixels in [0, {hi}], found NaN or inf")

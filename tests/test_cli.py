@@ -28,7 +28,7 @@ from typer.testing import CliRunner
 from pixelcnnpp.autoregressive import GatedResnet
 from pixelcnnpp.autoregressive.blocks import BLOCKS
 from pixelcnnpp.cli import app, reference
-from pixelcnnpp.cli import inspect as inspect_command
+from pixelcnnpp.cli import describe as describe_command
 from pixelcnnpp.training import PRESETS, list_datasets, load_checkpoint
 from pixelcnnpp.training import loop as loop_module
 from pixelcnnpp.training.data import locations
@@ -298,8 +298,8 @@ def test_sample_writes_a_grid_and_the_raw_pixels(run_dir, tmp_path):
     grid, raw = tmp_path / "grid.png", tmp_path / "pixels" / "samples.npy"
     result = invoke("sample", run_dir, "--n", 3, "--out", grid, "--npy", raw, "--seed", 1)
     assert table_value(result.stdout, "grid") == str(grid)
-    with Image.open(grid) as image:
-        assert image.size == (2 * 10 - 2, 2 * 10 - 2)  # 2x2 tiles of 8 pixels, 2 apart
+    with Image.open(grid) as image:  # 2x2 tiles of 8 pixels, 2 apart, scaled 14x
+        assert image.size == ((2 * 10 - 2) * 14, (2 * 10 - 2) * 14)
     pixels = np.load(raw)
     assert pixels.shape == (3, 1, 8, 8) and pixels.dtype == np.uint8
     again = tmp_path / "again.npy"
@@ -399,7 +399,7 @@ class _Opaque:
 def test_compare_two_likelihoods_on_tiny_arrays(data_root, tmp_path):
     result = invoke(
         "compare", "--dataset", "npz", "--data-dir", data_root / "npz", *TINY,
-        "--steps", 1, "--subset", 16, "--out-dir", tmp_path,
+        "--max-steps", 1, "--subset", 16, "--out-dir", tmp_path,
     )  # fmt: skip
     (folder,) = tmp_path.iterdir()
     assert folder.name.endswith("dmol-vs-softmax")
@@ -508,14 +508,14 @@ def test_a_plugin_that_fails_to_import_is_exit_2_naming_it(tmp_path, monkeypatch
         (["train", "--plugin", "no_such_plugin_module"], ["--plugin", "no_such_plugin_module"]),
         (["train", "--dataset", "mnist"], ["mnist: no train split found", "--download"]),
         (["train", "--likelihood", "softmax", "--num-mixtures", "3"], ["softmax", "num_mixtures"]),
-        (["compare", "--steps", "2", "--max-minutes", "1"], ["--steps", "--max-minutes"]),
+        (["compare", "--steps", "2", "--max-minutes", "1"], ["--max-steps", "--max-minutes"]),
         (
             ["compare", "--likelihood", "dmol", "--likelihood", "beta"],
             ["unknown likelihood 'beta'"],
         ),
         (["compare", "--dataset", "celeba"], ["unknown dataset 'celeba'"]),
         (["sample", "x.pt", "--method", "fast"], ["--method", "cached", "naive"]),
-        (["evaluate"], ["Missing argument", "checkpoint"]),
+        (["evaluate"], ["Missing argument", "CHECKPOINT"]),
         (["fit"], ["No such command", "fit"]),
         (["--verbose"], ["--verbose"]),
     ],
@@ -543,14 +543,14 @@ def test_unexpected_failures_are_exit_1_and_interrupts_130(monkeypatch):
     def boom():
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(inspect_command, "list_datasets", boom)
+    monkeypatch.setattr(describe_command, "list_datasets", boom)
     result = invoke("datasets", code=1)
     assert_one_error_line(result, "RuntimeError: disk on fire", "--debug")
 
     def interrupted():
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(inspect_command, "list_datasets", interrupted)
+    monkeypatch.setattr(describe_command, "list_datasets", interrupted)
     assert_one_error_line(invoke("datasets", code=130), "interrupted")
 
 
@@ -611,3 +611,81 @@ def test_every_example_in_docs_cli_md_parses():
         command = group.get_command(root, words[0])
         assert command is not None, line
         command.make_context(words[0], words[1:], parent=root)  # raises on a bad option
+
+
+# -- what the CLI shows ------------------------------------------------------------------------------
+
+
+def test_help_shows_no_value_type_for_flags_and_plain_argument_names():
+    group = typer.main.get_command(app)
+    for name in group.commands:
+        result = invoke(name, "--help", env={"COLUMNS": "100"})
+        assert "<bool>" not in result.stdout, name
+        usage = next(line for line in result.stdout.splitlines() if "Usage:" in line)
+        assert "{" not in usage, usage
+    usage = invoke("info", "--help").stdout
+    assert "Usage: pixelcnn info [OPTIONS] CHECKPOINT" in " ".join(usage.split())
+
+
+def test_an_image_shape_the_dataset_overrides_is_refused(data_root, tmp_path):
+    result = invoke(
+        "train", "--dataset", "npz", "--data-dir", data_root / "npz", *TINY,
+        "--set", "model.image_shape=[1,16,16]", "--run-dir", tmp_path / "r", code=2,
+    )  # fmt: skip
+    line = assert_one_error_line(result, "model.image_shape=[1, 16, 16]", "[1, 8, 8]")
+    assert "comes from the dataset" in line
+
+
+def test_more_stages_than_the_images_allow_are_refused(data_root, tmp_path):
+    result = invoke(
+        "train", "--dataset", "npz", "--data-dir", data_root / "npz", *TINY,
+        "--num-stages", 10, "--run-dir", tmp_path / "r", code=2,
+    )  # fmt: skip
+    assert_one_error_line(result, "--num-stages 10", "8x8", "at most 4")
+    assert not (tmp_path / "r").exists()
+
+
+def test_info_of_a_run_shows_its_best_validation(run_dir):
+    best = load_checkpoint(run_dir / "checkpoints" / "best.pt")["best_validation_bits_per_dim"]
+    shown = table_value(invoke("info", run_dir).stdout, "best validation bits/dim")
+    assert shown.startswith(f"{best:.4f}") and "best.pt" in shown
+
+
+def test_resume_says_from_which_step(run_dir, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    result = invoke("train", "--resume", copy, "--max-steps", 3)
+    assert f"Resuming {copy} from step 2 (step-00000002.pt)" in " ".join(result.output.split())
+
+
+def test_evaluate_draws_per_pixel_bits(run_dir, tmp_path):
+    out = tmp_path / "maps" / "map.png"
+    result = invoke("evaluate", run_dir, "--max-images", 12, "--heatmap", out, "--images", 3)
+    printed = float(table_value(result.stdout, "bits/dim"))
+    assert Image.open(out).size[0] > 300
+    arrays = np.load(out.with_suffix(".npz"))
+    assert arrays["mean"].shape == (8, 8) and arrays["per_image"].shape == (3, 8, 8)
+    assert arrays["images"].shape == (3, 1, 8, 8)
+    # an image's map averages to its bits/dim; the maps of the split to the printed value
+    assert arrays["mean"].mean() == pytest.approx(printed, abs=1e-4)
+    per_image = tmp_path / "pp.npy"
+    invoke("evaluate", run_dir, "--max-images", 3, "--save-per-image", per_image)
+    assert arrays["per_image"].mean((1, 2)) == pytest.approx(np.load(per_image), abs=1e-5)
+    assert table_value(result.stdout, "heatmap arrays") == str(out.with_suffix(".npz"))
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--heatmap", "noext"], "--heatmap must be an image file name ending in .png"),
+        (["--images", "2"], "--images shows images beside a heatmap"),
+    ],
+)
+def test_evaluate_checks_its_output_paths_before_the_work(run_dir, args, message):
+    assert_one_error_line(invoke("evaluate", run_dir, *args, code=2), message)
+
+
+def test_evaluate_prints_the_per_image_file_it_wrote(run_dir, tmp_path):
+    result = invoke("evaluate", run_dir, "--max-images", 2, "--save-per-image", tmp_path / "pp.txt")
+    assert table_value(result.stdout, "per-image values") == str(tmp_path / "pp.txt.npy")
+    assert np.load(tmp_path / "pp.txt.npy").shape == (2,)

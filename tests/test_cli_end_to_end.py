@@ -59,10 +59,10 @@ def table_value(output: str, key: str) -> str:
     raise AssertionError(f"no row {key!r} in:\n{output}")
 
 
-def grid_side(n: int, size: int = 28, padding: int = 2) -> int:
-    """Side of the square grid of ``n`` (a square number) tiles."""
+def grid_side(n: int, size: int = 28, padding: int = 2, scale: int = 4) -> int:
+    """Side of the square grid of ``n`` (a square number) tiles, scaled (28x28: 4x)."""
     per_row = math.isqrt(n)
-    return per_row * (size + padding) - padding
+    return (per_row * (size + padding) - padding) * scale
 
 
 def test_train_evaluate_sample_compare(tmp_path):

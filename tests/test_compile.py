@@ -51,20 +51,8 @@ def _blocks() -> list:
     return params
 
 
-# The mixture's coupling of channels (C > 1) writes into channel slices with ``out=``, which
-# dynamo cannot trace; likelihoods/mixture.py traces whole once it writes none while compiling
-# (branch wip/likelihoods). Only that error is expected: any other fails the test.
-MIXTURE_COUPLING = pytest.mark.xfail(
-    raises=torch._dynamo.exc.Unsupported,
-    reason="dmol: the mixture's channel coupling writes into slices with out= (C > 1)",
-)
-
-
 def _likelihoods() -> list:
-    return [
-        pytest.param(name, marks=[MIXTURE_COUPLING] if name == "dmol" else [], id=name)
-        for name in list_likelihoods()
-    ]
+    return [pytest.param(name, id=name) for name in list_likelihoods()]
 
 
 def tiny_model(block: str, likelihood: str, dropout: float = 0.0) -> PixelCNNPP:

@@ -7,7 +7,8 @@ Fences, by their tag (the word after the opening backticks):
   models, a few steps, small subsets. Registered blocks, likelihoods and datasets and the
   torch random state are restored after each page. Pages whose code trains on Fashion-MNIST
   are skipped, with that reason, where it is not installed (``apt-get install
-  dataset-fashion-mnist``).
+  dataset-fashion-mnist``); pages whose code imports Pyro, where it is not installed (the
+  ``pyro`` extra, part of ``dev``).
 - ``python-no-run``: Python that cannot run here: it needs a GPU, several processes, hours,
   or files the temporary folder lacks (docs/vae.md imports the example script; its own test
   runs it). Shown, never executed; use it sparingly and say on the page why.
@@ -27,6 +28,7 @@ of the nav and on a broken link or anchor (see ``validation`` in mkdocs.yml).
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import shlex
 import subprocess
@@ -87,6 +89,8 @@ def test_python_blocks_run(page, isolated):
     blocks = [f for f in fences(page) if f.tag == RUN]
     if any('"fashion-mnist"' in b.source for b in blocks) and not FASHION.exists():
         pytest.skip(f"{page.name} trains on Fashion-MNIST, which is not installed ({FASHION})")
+    if any("import pyro" in b.source for b in blocks) and importlib.util.find_spec("pyro") is None:
+        pytest.skip(f"{page.name} uses Pyro, which is not installed (the pyro extra)")
     name = "docs_page_" + re.sub(r"\W", "_", page.stem)
     module = types.ModuleType(name)  # a real module, so classes defined in a block pickle
     sys.modules[name] = module

@@ -479,3 +479,41 @@ def test_bits_per_dim_of_a_uniform_distribution_is_the_bit_depth():
 def test_bits_per_dim_rejects_bad_num_dims(num_dims):
     with pytest.raises(ValueError, match=r"num_dims must be a positive integer.*got"):
         bits_per_dim(torch.zeros(2), num_dims)
+
+
+# -- summaries are computed once --------------------------------------------------------------
+
+
+@by_id(CASES)
+def test_summaries_share_one_computation(case, monkeypatch):
+    d = case.build((2,), seed=3)
+    calls = []
+    summarize = type(d)._summarize
+    monkeypatch.setattr(type(d), "_summarize", lambda self: calls.append(1) or summarize(self))
+    d.mean, d.variance, d.mode, d.entropy(), d.summary()
+    assert len(calls) == 1
+
+
+def test_a_summary_taken_without_grad_is_not_reused_with_grad():
+    logits = torch.randn(2, 1, 1, requires_grad=True)
+    means, log_scales = torch.tensor([-0.5, 0.5]).reshape(1, 2, 1, 1), torch.zeros(1, 2, 1, 1)
+    d = DiscretizedLogisticMixture(logits, means, log_scales, num_bits=3)
+    with torch.no_grad():
+        assert d.entropy().grad_fn is None
+    (grad,) = torch.autograd.grad(d.entropy().sum(), logits)
+    assert grad.abs().sum() > 1e-3  # the entropy depends on the weights of distinct components
+
+
+def test_the_log_scale_guard_reads_nothing_back_from_a_device():
+    """Off the CPU the guard always clamps instead of asking the device whether it needs to
+    (a read would make the host wait for the GPU every step). A meta tensor stands in for a
+    GPU: it has no values, so any read of one raises."""
+    from pixelcnnpp.likelihoods.logistic import discretized_logistic_log_mass
+
+    meta = {"device": "meta", "dtype": torch.float32}
+    mean = torch.zeros(4, 3, **meta, requires_grad=True)
+    log_scales = torch.zeros(4, 3, **meta, requires_grad=True)
+    edges = torch.zeros(4, 3, **meta)
+    out = discretized_logistic_log_mass(mean, log_scales, edges, edges, edges, 0.5)
+    out.sum().backward()
+    assert out.shape == (4, 3) and log_scales.grad.shape == (4, 3)

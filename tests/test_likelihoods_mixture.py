@@ -11,6 +11,7 @@ import math
 
 import pytest
 import torch
+from torch.autograd import forward_ad
 
 from pixelcnnpp.likelihoods import DiscretizedLogisticMixture
 
@@ -334,18 +335,182 @@ def test_gradcheck_from_params():
     )
 
 
-@pytest.mark.parametrize("c", [1, 3])
-def test_second_derivatives_are_refused_not_silently_wrong(c):
-    """The backward pass multiplies slopes saved by the forward pass, so it is not itself
-    differentiable; asking for a second derivative must raise instead of returning zeros."""
-    logits, means, log_scales, coeffs = (
-        t if t is None else t.requires_grad_() for t in random_params((), c, 2, 1, 1, seed=3)
+def extreme_params(c, k, dtype=torch.float64):
+    """Parameters at and beyond every guard: huge and tiny scales (past the clip at -80/60 and
+    the -7 floor of from_params), means far outside the pixel range, huge weights and
+    coefficients; each component takes one row of the table at every position."""
+    logits = torch.tensor([30.0, -30.0, 0.0, 3.0][:k], dtype=dtype).reshape(k, 1, 1)
+    means = torch.tensor([1e6, -0.2, 0.3, 1e3][:k], dtype=dtype).reshape(1, k, 1, 1)
+    log_scales = torch.tensor([-100.0, 70.0, -7.0, 4.0][:k], dtype=dtype).reshape(1, k, 1, 1)
+    coeffs = torch.tensor([1e3, -1.0, 0.5, 0.0][:k], dtype=dtype).reshape(1, k, 1, 1)
+    shape = (c, k, 2, 3)
+    return (
+        logits.expand(k, 2, 3).clone(),
+        means.expand(shape).clone(),
+        log_scales.expand(shape).clone(),
+        coeffs.expand(c * (c - 1) // 2, k, 2, 3).clone() if c > 1 else None,
     )
-    d = DiscretizedLogisticMixture(logits, means, log_scales, coeffs)
-    lp = d.log_prob(torch.tensor([3, 200, 255][:c]).reshape(c, 1, 1))
-    (g,) = torch.autograd.grad(lp, means, create_graph=True)
-    with pytest.raises(RuntimeError, match="once_differentiable"):
-        g.sum().backward()
+
+
+def near_bins(x, means, bits):
+    """Means moved next to the pixels' bins, so that every bin has non-trivial curvature."""
+    return (x.double().unsqueeze(-3) * 2 / (2**bits - 1) - 1 + 0.3 * means).detach()
+
+
+SECOND_ORDER = [(1, 3), (1, 8), (3, 2), (3, 8), (2, 16)]  # (C, bits)
+
+
+@pytest.mark.parametrize(("c", "bits"), SECOND_ORDER)
+def test_gradgradcheck_log_prob(c, bits):
+    logits, means, log_scales, coeffs = random_params((2,), c, 2, 2, 2, seed=21 + c)
+    x = pixels_with_edges((2,), c, 2, 2, bits, seed=7)
+    means = near_bins(x, means, bits)
+    params = [t.requires_grad_() for t in (logits, means, log_scales, coeffs) if t is not None]
+
+    def log_prob_pixels(*params):
+        return DiscretizedLogisticMixture(*params, num_bits=bits).log_prob_pixels(x)
+
+    assert torch.autograd.gradgradcheck(log_prob_pixels, params)
+
+
+@pytest.mark.parametrize("c", [1, 3])
+def test_gradgradcheck_for_extreme_parameters(c):
+    params = [t.requires_grad_() for t in extreme_params(c, 4) if t is not None]
+    x = torch.tensor([0, 3, 128, 254, 255, 77]).reshape(1, 2, 3).expand(c, 2, 3)
+
+    def log_prob_pixels(*params):
+        return DiscretizedLogisticMixture(*params).log_prob_pixels(x)
+
+    assert torch.autograd.gradgradcheck(log_prob_pixels, params)
+
+
+def test_gradgradcheck_from_params():
+    g = torch.Generator().manual_seed(13)
+    params = torch.randn(
+        1, DiscretizedLogisticMixture.num_params(3, 2), 2, 2, generator=g, dtype=torch.float64
+    )
+    x = pixels_with_edges((1,), 3, 2, 2, 8, seed=6)
+    assert torch.autograd.gradgradcheck(
+        lambda p: DiscretizedLogisticMixture.from_params(p, num_channels=3).log_prob(x),
+        [params.requires_grad_()],
+    )
+
+
+def test_third_derivatives_check_too():
+    """Derivatives of the slopes are plain differentiable ops, so the next order holds as well."""
+    logits, means, log_scales, coeffs = random_params((), 2, 2, 1, 2, seed=4)
+    x = torch.tensor([[[0, 5]], [[7, 3]]])
+    means = near_bins(x, means, 3)
+    params = [t.requires_grad_() for t in (logits, means, log_scales, coeffs)]
+
+    def gradients(*params):
+        lp = DiscretizedLogisticMixture(*params, num_bits=3).log_prob(x)
+        return torch.autograd.grad(lp, params, create_graph=True)
+
+    assert torch.autograd.gradgradcheck(gradients, params)
+
+
+def flat_log_prob(c, k, bits, x, shapes):
+    """log p(x) as a function of one flat float64 vector holding every parameter."""
+
+    def f(flat):
+        parts, start = [], 0
+        for shape in shapes:
+            size = math.prod(shape)
+            parts.append(flat[start : start + size].reshape(shape))
+            start += size
+        return parts
+
+    return f
+
+
+@pytest.mark.parametrize(("c", "bits"), [(1, 8), (3, 8), (2, 4)])
+def test_hessian_matches_the_reference_and_finite_differences(c, bits):
+    """The Hessian over all parameters of one pixel against autograd's Hessian of the
+    independent CDF-difference reference, and against central differences of log p itself."""
+    k = 2
+    logits, means, log_scales, coeffs = random_params((), c, k, 1, 1, seed=30 + c)
+    x = torch.tensor([3, 200, 255][:c]).reshape(c, 1, 1) % 2**bits
+    params = [logits, near_bins(x, means, bits), log_scales] + ([coeffs] if c > 1 else [])
+    shapes = [t.shape for t in params]
+    split = flat_log_prob(c, k, bits, x, shapes)
+    flat = torch.cat([t.reshape(-1) for t in params])
+
+    def ours(v):
+        return DiscretizedLogisticMixture(*split(v), num_bits=bits).log_prob(x)
+
+    def reference(v):
+        ps = split(v) + ([None] if c == 1 else [])
+        return reference_log_prob_pixels(*ps, x, bits).sum()
+
+    hessian = torch.autograd.functional.hessian(ours, flat)
+    torch.testing.assert_close(
+        hessian, torch.autograd.functional.hessian(reference, flat), rtol=1e-8, atol=1e-10
+    )
+    step, n = 1e-4, flat.numel()
+    eye = torch.eye(n, dtype=flat.dtype) * step
+    numeric = torch.empty(n, n, dtype=flat.dtype)
+    for i in range(n):
+        for j in range(n):
+            numeric[i, j] = (
+                ours(flat + eye[i] + eye[j])
+                - ours(flat + eye[i] - eye[j])
+                - ours(flat - eye[i] + eye[j])
+                + ours(flat - eye[i] - eye[j])
+            ) / (4 * step * step)
+    torch.testing.assert_close(hessian, numeric, rtol=1e-4, atol=1e-5)
+    # the means' and log-scales' diagonal entries, which a constant-slope backward gets as 0
+    assert hessian.diagonal()[k:].abs().min() > 1e-3
+
+
+@pytest.mark.parametrize("c", [1, 3])
+def test_float32_hessian_matches_float64(c):
+    logits, means, log_scales, coeffs = random_params((), c, 3, 1, 2, seed=40 + c)
+    x = torch.tensor([[0, 17], [200, 255], [3, 100]][:c]).reshape(c, 1, 2)
+    params = [logits, near_bins(x, means, 8), log_scales] + ([coeffs] if c > 1 else [])
+    split = flat_log_prob(c, 3, 8, x, [t.shape for t in params])
+    flat = torch.cat([t.reshape(-1) for t in params])
+
+    def hessian(v):
+        f = lambda v: DiscretizedLogisticMixture(*split(v)).log_prob(x)  # noqa: E731
+        return torch.autograd.functional.hessian(f, v)
+
+    h64 = hessian(flat)
+    h32 = hessian(flat.float())
+    assert h32.dtype == torch.float32
+    torch.testing.assert_close(h32.double(), h64, rtol=1e-3, atol=1e-3 * h64.abs().max().item())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_second_derivatives_finite_for_extreme_parameters(dtype):
+    c = 3
+    params = [t.requires_grad_() for t in extreme_params(c, 4, dtype)]
+    x = torch.tensor([0, 3, 128, 254, 255, 77]).reshape(1, 2, 3).expand(c, 2, 3)
+    lp = DiscretizedLogisticMixture(*params).log_prob(x)
+    grads = torch.autograd.grad(lp, params, create_graph=True)
+    for grad in grads:
+        second = torch.autograd.grad(grad.sum(), params, allow_unused=True, retain_graph=True)
+        assert all(s is None or torch.isfinite(s).all() for s in second)
+
+
+def test_hessian_vector_product_by_forward_mode_over_the_backward_pass():
+    """Forward-mode tangents carried through a plain (``create_graph=False``) backward pass give
+    the Hessian-vector product that reverse-over-reverse gives."""
+    logits, means, log_scales, coeffs = random_params((), 3, 2, 1, 2, seed=8)
+    x = torch.tensor([[[0, 40]], [[7, 255]], [[128, 3]]])
+    params = [t.requires_grad_() for t in (logits, near_bins(x, means, 8), log_scales, coeffs)]
+    vectors = [torch.randn_like(t) for t in params]
+
+    def f(*ps):
+        return DiscretizedLogisticMixture(*ps).log_prob(x)
+
+    _, reverse = torch.autograd.functional.vhp(f, tuple(params), tuple(vectors))
+    with forward_ad.dual_level():
+        duals = [forward_ad.make_dual(p, v) for p, v in zip(params, vectors, strict=True)]
+        grads = torch.autograd.grad(f(*duals), params)
+        forward = [forward_ad.unpack_dual(g).tangent for g in grads]
+    for r, fw in zip(reverse, forward, strict=True):
+        torch.testing.assert_close(fw, r)
 
 
 def test_log_prob_over_enumerated_batch_keeps_gradients_separate():
@@ -392,3 +557,18 @@ def test_log_scales_far_below_any_bin_give_point_masses():
     d = DiscretizedLogisticMixture(logits, means, torch.full((1, 1, 1, 1), -100.0))
     assert d.log_prob(torch.tensor([[[153]]])).item() == pytest.approx(0.0, abs=1e-6)
     assert d.log_prob(torch.tensor([[[152]]])).item() < -1e10
+
+
+def test_float32_summaries_at_16_bits_match_float64():
+    """The enumerated summaries sum 2**16 values; accumulated in float64 they keep float32
+    accuracy (a float32 running sum drifts the mean by levels)."""
+    logits, means, log_scales, _ = random_params((2,), 1, 2, 1, 3, seed=50)
+    log_scales = log_scales + 1.0  # wide components: mass spread over many levels
+    exact = DiscretizedLogisticMixture(logits, means, log_scales, num_bits=16).summary()
+    ours = DiscretizedLogisticMixture(
+        logits.float(), means.float(), log_scales.float(), num_bits=16
+    ).summary()
+    for name in ("mean", "variance", "entropy"):
+        got, want = getattr(ours, name), getattr(exact, name)
+        assert got.dtype == torch.float32
+        torch.testing.assert_close(got.double(), want, rtol=2e-5, atol=1e-5, msg=name)

@@ -19,7 +19,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from pixelcnnpp.autoregressive import CausalityError, PixelCNNConfig, PixelCNNPP, check_causality
-from pixelcnnpp.likelihoods import scale_pixels
+from pixelcnnpp.likelihoods import list_likelihoods, scale_pixels
 
 DTYPE = torch.float64
 
@@ -173,7 +173,7 @@ FORWARD_CASES = [
     (c, size, likelihood)
     for c in (1, 2, 3)
     for size in ((1, 1), (1, 5), (7, 3))
-    for likelihood in ("dmol", "softmax")
+    for likelihood in list_likelihoods()
 ]
 
 

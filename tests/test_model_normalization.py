@@ -15,9 +15,12 @@ from torch import nn
 
 from pixelcnnpp.autoregressive import PixelCNNConfig, PixelCNNPP
 from pixelcnnpp.autoregressive import model as model_module
+from pixelcnnpp.likelihoods import list_likelihoods
 
 DTYPE = torch.float64
-LIKELIHOODS = [("dmol", {"num_mixtures": 2}), ("softmax", {})]
+# every registered head, with a small setting where it has one (the rest at their defaults)
+SMALL = {"dmol": {"num_mixtures": 2}}
+LIKELIHOODS = [(name, SMALL.get(name, {})) for name in list_likelihoods()]
 SHAPES = [
     # (C, H, W, bits): number of images
     pytest.param((1, 2, 3), 2, id="1ch-2bit-2x3"),  # 4**6 = 4096

@@ -260,7 +260,62 @@ def test_a_write_that_fails_with_enospc_is_reported_as_a_full_disk(tiny_npz, tmp
 @pytest.mark.parametrize(
     "option", ["--lr", "--lr-decay", "--grad-clip", "--ema-decay", "--dropout", "--max-minutes"]
 )
-def test_every_float_option_refuses_nan(option, tmp_path):
+def test_every_float_option_of_train_refuses_nan(option, tmp_path):
     line = error_line(cli("train", option, "nan", "--run-dir", tmp_path / "r", code=2))
     assert "NaN" in line
     assert not (tmp_path / "r").exists()
+
+
+def test_the_learning_curve_of_a_short_run_shows_its_training_points(tmp_path, monkeypatch):
+    import matplotlib.figure
+
+    from pixelcnnpp.training import plot_learning_curves
+
+    drawn = {}
+
+    def capture(figure, path, *args, **kwargs):
+        drawn["lines"] = {
+            line.get_label(): (len(line.get_xdata()), line.get_marker())
+            for line in figure.axes[0].lines
+        }
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", capture)
+    one = [{"kind": "train", "step": 2, "bits_per_dim": 5.0}]
+    plot_learning_curves({"dmol": one}, tmp_path / "c.png")
+    points, marker = drawn["lines"]["dmol train"]
+    assert points == 1 and marker not in (None, "None", "", " ")
+
+
+def test_runs_lists_the_runs_of_a_folder_newest_first(tiny_npz, tmp_path):
+    import os
+
+    root = tmp_path / "runs"
+    config = tiny_config(tiny_npz, max_steps=2, eval_every=1)
+    train(config, root / "first")
+    train(config.replace(**{"model.likelihood": "softmax", "model.likelihood_kwargs": {}}),
+          root / "second", evaluate_test=False)  # fmt: skip
+    (root / "third").mkdir()
+    (root / "third" / "config.json").write_text(json.dumps(config.to_dict()))
+    (root / "not-a-run").mkdir()
+    for age, name in enumerate(["third", "second", "first"]):  # third is the newest
+        os.utime(root / name / "config.json", (1e9 - age * 60, 1e9 - age * 60))
+    result = cli("runs", root)
+    rows = [line for line in result.stdout.splitlines() if line.startswith("│")]
+    assert [row.split("│")[1].strip() for row in rows] == ["third", "second", "first"]
+    first = [cell.strip() for cell in rows[2].split("│")[1:-1]]
+    results = json.loads((root / "first" / "results.json").read_text())
+    best = min(r["bits_per_dim"] for r in read_metrics(root / "first" / "metrics.jsonl")
+               if r["kind"] == "validation")  # fmt: skip
+    assert first[2:] == [
+        "npz", "dmol", "gated_resnet", "2", f"{best:.4f}", f"{results['test']['bits_per_dim']:.4f}",
+        "completed",
+    ]  # fmt: skip
+    assert [cell.strip() for cell in rows[1].split("│")[1:-1]][3] == "softmax"
+    assert [cell.strip() for cell in rows[0].split("│")[1:-1]][-1] == "no checkpoint yet"
+    assert "not a folder of runs" in error_line(cli("runs", tmp_path / "missing", code=2))
+
+
+@pytest.mark.parametrize("command", ["sample", "complete"])
+def test_temperature_refuses_nan(command, tmp_path):
+    line = error_line(cli(command, tmp_path, "--temperature", "nan", code=2))
+    assert "NaN" in line

@@ -14,7 +14,7 @@ from torch import nn
 
 from pixelcnnpp.autoregressive import PixelCNNConfig, PixelCNNPP, ShiftedConv2d
 from pixelcnnpp.autoregressive import sampling as sampling_module
-from pixelcnnpp.autoregressive.blocks import BLOCKS
+from pixelcnnpp.autoregressive.blocks import BLOCKS, GatedResnet
 
 DTYPE = torch.float64
 
@@ -245,7 +245,7 @@ def test_cached_sampling_keeps_enough_rows_for_a_deeper_block(
     model = make(shape, stages, 2, "dmol", 3, None, None, block="test_deep")
     naive, cached = draw(model, 2, "naive"), draw(model, 2, "cached")
     assert torch.equal(naive, cached)
-    assert {b.keep for b in buffers if b.buf.shape[1] == model.config.num_filters} == {4}
+    assert {b.keep for b in buffers if b.buf.shape[-1] == model.config.num_filters} == {4}
 
 
 # -- memory of the cached sampler ---------------------------------------------------------------
@@ -265,27 +265,28 @@ def _record_row_buffers(monkeypatch):
 
 @pytest.mark.parametrize("height", [4, 12])
 def test_cached_sampler_keeps_a_fixed_number_of_rows_per_layer(monkeypatch, height):
-    """Every buffer is ``[B, F, K, W_s]`` with ``K`` fixed (3: the most rows any layer reads)
-    and ``W_s`` the width at its level; the set of buffers does not grow with the height, so
-    memory per layer is proportional to the width, not to the image."""
+    """Every buffer is ``[B, K, 1 + W_s, F]`` (channels last, a padding column on the left)
+    with ``K`` fixed (3: the most rows any layer reads) and ``W_s`` the width at its level; the
+    set of buffers does not grow with the height, so memory per layer is proportional to the
+    width, not to the image."""
     buffers = _record_row_buffers(monkeypatch)
     model = make((1, height, 7), 3, 1, "softmax", 2, None, None)
     draw(model, 2, "cached")
     shapes = sorted(tuple(b.buf.shape) for b in buffers)
     f, widths = model.config.num_filters, {7, 4, 2}
-    image_buffer = (2, 2, 3, 7)  # the scaled pixels and the channel of ones
+    image_buffer = (2, 3, 1 + 7, 2)  # the scaled pixels and the channel of ones
     assert image_buffer in shapes
     for shape in shapes:
         if shape == image_buffer:
             continue
-        batch, channels, rows, width = shape
-        assert (batch, channels, rows) == (2, f, 3)
-        assert width in widths
+        batch, rows, width, channels = shape
+        assert (batch, rows, channels) == (2, 3, f)
+        assert width - 1 in widths
     # Per level and stream: the up-pass input and 1 block output, then the down-pass input and
     # 2 block outputs; the lowest level's down pass starts from its up pass and has 1 block.
-    per_width = {w: sum(1 for s in shapes if s[1] == f and s[3] == w) for w in widths}
+    per_width = {w: sum(1 for s in shapes if s[3] == f and s[2] == 1 + w) for w in widths}
     assert per_width == {7: 2 * 5, 4: 2 * 5, 2: 2 * 3}
-    assert all(b.buf.shape[2] == b.keep == 3 for b in buffers)
+    assert all(b.buf.shape[1] == b.keep == 3 for b in buffers)
 
 
 def test_cached_sampler_buffers_do_not_depend_on_height(monkeypatch):
@@ -296,3 +297,45 @@ def test_cached_sampler_buffers_do_not_depend_on_height(monkeypatch):
         shapes.append(sorted(tuple(b.buf.shape) for b in buffers))
         monkeypatch.undo()
     assert shapes[0] == shapes[1]
+
+
+# -- the two ways a block is evaluated -------------------------------------------------------------
+
+
+class SubclassedGatedResnet(GatedResnet):
+    """Same computation as ``gated_resnet``, but its own type: the sampler runs its forward on
+    windows instead of evaluating it from its weights."""
+
+
+def _count_layers(monkeypatch):
+    counts = {}
+    for name in ("_GatedResnetU", "_GatedResnetUL", "_WindowU", "_WindowUL"):
+        cls = getattr(sampling_module, name)
+        init = cls.__init__
+
+        def counting_init(self, *args, _init=init, _name=name, **kwargs):
+            counts[_name] = counts.get(_name, 0) + 1
+            _init(self, *args, **kwargs)
+
+        monkeypatch.setattr(cls, "__init__", counting_init)
+    return counts
+
+
+@pytest.mark.parametrize("nonlinearity", ["concat_elu", "elu"])
+def test_gated_resnet_is_evaluated_from_its_weights(monkeypatch, nonlinearity):
+    counts = _count_layers(monkeypatch)
+    model = make((2, 5, 6), 3, 1, "dmol", 8, 2, 2, nonlinearity=nonlinearity)
+    naive, cached = draw(model, 2, "naive"), draw(model, 2, "cached")
+    assert torch.equal(naive, cached)
+    blocks = sum(len(s["u"]) for s in (*model.up, *model.down))
+    assert counts == {"_GatedResnetU": blocks, "_GatedResnetUL": blocks}
+
+
+def test_other_blocks_run_their_own_forward_on_windows(monkeypatch, registries):
+    BLOCKS.register("test_subclassed_gated_resnet", SubclassedGatedResnet)
+    counts = _count_layers(monkeypatch)
+    model = make((2, 5, 6), 3, 1, "dmol", 8, 2, None, block="test_subclassed_gated_resnet")
+    naive, cached = draw(model, 2, "naive"), draw(model, 2, "cached")
+    assert torch.equal(naive, cached)
+    blocks = sum(len(s["u"]) for s in (*model.up, *model.down))
+    assert counts == {"_WindowU": blocks, "_WindowUL": blocks}

@@ -612,3 +612,47 @@ def test_every_distributed_ending_is_the_same_on_both_ranks(tiny_npz, tmp_path):
     for run in "abc":
         assert (tmp_path / run / "samples.png").is_file()
         assert json.loads((tmp_path / run / "results.json").read_text())["test"]["num_images"] == 20
+
+
+def test_training_steps_read_nothing_back_from_the_device_between_logging_steps(
+    tiny_npz, tmp_path, monkeypatch
+):
+    """Every host read of a tensor (.item(), .tolist(), bool(), float(), int()) waits for a
+    GPU; between logging steps the loop makes none, also on bad steps."""
+    reads: list[tuple[int, str]] = []
+    current = {"step": None}
+
+    def counting(name):
+        original = getattr(torch.Tensor, name)
+
+        def read(self, *args, **kwargs):
+            # Two reads happen only on CPU, where they wait for nothing: the sampler's epoch
+            # order, and the likelihood's log-scale guard (off the CPU it never reads: see
+            # test_the_log_scale_guard_reads_nothing_back_from_a_device).
+            caller = sys._getframe(1).f_code.co_filename
+            cpu_only = "torch/utils/data" in caller or caller.endswith("likelihoods/logistic.py")
+            if current["step"] is not None and not cpu_only:
+                reads.append((current["step"], name))
+            return original(self, *args, **kwargs)
+
+        return read
+
+    for name in ("item", "tolist", "__bool__", "__float__", "__int__", "__index__"):
+        monkeypatch.setattr(torch.Tensor, name, counting(name))
+
+    class Steps(loop_module.Reporter):
+        def start(self, total, step):
+            current["step"] = step
+
+        def step(self, step, metrics):
+            current["step"] = step
+
+        def finish(self):
+            current["step"] = None
+
+    nan_on_steps(monkeypatch, {7})
+    config = tiny_config(tiny_npz, max_steps=15, log_every=5, checkpoint_every=1000)
+    train(config.replace(validation_size=0), tmp_path / "r", reporter=Steps(), evaluate_test=False)
+    # the reads after step s happened during step s + 1: only logging steps (5, 10, 15) read
+    assert {step + 1 for step, _ in reads} <= {5, 10, 15}, reads
+    assert len(reads) == 3, reads

@@ -95,8 +95,9 @@ def test_image_grid_and_results_are_written(results):
     grid = Path(results["image_grid"])
     assert grid.is_file()
     with Image.open(grid) as image:
-        # 4 rows (test, reconstructions, prior modes, prior samples) of 8 images 28x28, 2 px apart
-        assert image.size == (8 * 30 - 2, 4 * 30 - 2)
+        # 4 rows (test, reconstructions, prior modes, prior samples) of 8 images 28x28, 2 px
+        # apart, scaled 4x
+        assert image.size == ((8 * 30 - 2) * 4, (4 * 30 - 2) * 4)
     assert Path(results["results_json"]).is_file()
     assert results["test_images"] == 48
 

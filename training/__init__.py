@@ -10,6 +10,7 @@ from .checkpoint import (
     load_model,
     model_config_of,
     model_from_checkpoint,
+    resolve_checkpoint,
     save_checkpoint,
 )
 from .config import PRESETS, TrainConfig, preset
@@ -27,13 +28,21 @@ from .data import (
     register_dataset,
     register_format,
 )
-from .distributed import DistContext, init_distributed
-from .evaluation import EvalResult, confidence_interval, evaluate
-from .images import image_grid, plot_learning_curves, save_image_grid
+from .distributed import DistContext, init_distributed, resolve_device
+from .evaluation import EvalResult, confidence_interval, evaluate, pixel_bits
+from .images import image_grid, plot_learning_curves, plot_pixel_bits, save_image_grid
 from .loop import RESUME_OVERRIDES, TrainResult, train
 from .metrics import MetricsLog, read_metrics
 from .reporting import Reporter, RichReporter
-from .run_folder import DiskFullError, RunFolder, TrainingError, new_run_dir
+from .run_folder import (
+    DiskFullError,
+    RunFolder,
+    RunSummary,
+    TrainingError,
+    list_runs,
+    new_run_dir,
+    summarize_run,
+)
 from .train_state import TrainState
 
 __all__ = [
@@ -53,6 +62,7 @@ __all__ = [
     "Reporter",
     "RichReporter",
     "RunFolder",
+    "RunSummary",
     "TrainConfig",
     "TrainResult",
     "TrainState",
@@ -65,18 +75,24 @@ __all__ = [
     "image_grid",
     "init_distributed",
     "list_datasets",
+    "list_runs",
     "load_checkpoint",
     "load_dataset",
     "load_model",
     "model_config_of",
     "model_from_checkpoint",
     "new_run_dir",
+    "pixel_bits",
     "plot_learning_curves",
+    "plot_pixel_bits",
     "preset",
     "read_metrics",
     "register_dataset",
     "register_format",
+    "resolve_checkpoint",
+    "resolve_device",
     "save_checkpoint",
     "save_image_grid",
+    "summarize_run",
     "train",
 ]

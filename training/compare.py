@@ -151,12 +151,11 @@ def compare(
             out / dataset / "learning_curves.png",
             title=f"{dataset}: " + " vs ".join(likelihoods),
         )
-        grids = [
-            np.asarray(Image.open(r.samples).convert("RGB")) for r in runs.values() if r.samples
-        ]
-        if grids:
+        shown = {name: r.samples for name, r in runs.items() if r.samples}
+        if shown:
+            grids = [np.asarray(Image.open(path).convert("RGB")) for path in shown.values()]
             comparison.samples = out / dataset / "samples.png"
-            Image.fromarray(side_by_side(grids)).save(comparison.samples)
+            Image.fromarray(side_by_side(grids, labels=list(shown))).save(comparison.samples)
         results.append(comparison)
     report_json = out / "report.json"
     report_json.write_text(json.dumps(_report_dict(likelihoods, base, results), indent=2) + "\n")

@@ -28,6 +28,7 @@ class DistContext:
     local_rank: int = 0
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     owns_group: bool = False  # this context created the process group (and destroys it)
+    grouped: bool = False  # a process group is in use, even of one process
 
     @property
     def is_main(self) -> bool:
@@ -35,7 +36,9 @@ class DistContext:
 
     @property
     def distributed(self) -> bool:
-        return self.world_size > 1
+        """Whether the run goes through the process group (DDP, collectives): under torchrun
+        with several processes, or in a group the caller initialized (even of one)."""
+        return self.world_size > 1 or self.grouped
 
 
 def resolve_device(
@@ -113,6 +116,11 @@ def init_distributed(device: str = "auto", timeout_minutes: float = 30.0) -> Dis
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     dev = resolve_device(device, local_rank, launched="LOCAL_RANK" in os.environ)
+    if dist.is_initialized():  # the caller's group, of any size
+        if dev.type == "cuda":
+            torch.cuda.set_device(dev)
+        rank, world_size = dist.get_rank(), dist.get_world_size()
+        return DistContext(rank, world_size, local_rank, dev, owns_group=False, grouped=True)
     owns = False
     if world_size > 1 and not dist.is_initialized():
         options = {"timeout": timedelta(minutes=timeout_minutes)}
@@ -124,7 +132,7 @@ def init_distributed(device: str = "auto", timeout_minutes: float = 30.0) -> Dis
         owns = True
     elif dev.type == "cuda":
         torch.cuda.set_device(dev)
-    return DistContext(rank, world_size, local_rank, dev, owns)
+    return DistContext(rank, world_size, local_rank, dev, owns, grouped=owns)
 
 
 def shutdown(ctx: DistContext) -> None:

@@ -140,3 +140,48 @@ def evaluate(
     return EvalResult(
         float(per_image.mean()), low, high, n, time.perf_counter() - start, dataset.split, per_image
     )
+
+
+@torch.no_grad()
+def pixel_bits(
+    model,
+    dataset,
+    batch_size: int = 256,
+    max_images: int | None = None,
+    precision: str = "fp32",
+    reporter: Reporter | None = None,
+) -> np.ndarray:
+    """Bits/dim at every pixel position of every image: ``float64 [N, H, W]``.
+
+    Each position's value is the negative log-likelihood of its ``C`` sub-pixels (each given
+    everything before it), in bits, divided by ``C``; the mean over ``H, W`` of an image's
+    map is its bits/dim. The view used to see where a model is surprised (e.g. for
+    out-of-distribution detection).
+    """
+    reporter = reporter or Reporter()
+    device = next(model.parameters()).device
+    n = len(dataset) if max_images is None else min(max_images, len(dataset))
+    if n == 0:
+        raise ValueError(f"cannot evaluate on an empty split ({dataset!r})")
+    _check_fits(model.config, dataset)
+    channels = dataset.image_shape[0]
+    was_training = model.training
+    model.eval()
+    maps = []
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+    exact = exact_float32() if precision == "fp32" else contextlib.nullcontext()
+    try:
+        with exact, reporter.task(f"per-pixel bits {dataset.split}", total=n) as advance:
+            for first in range(0, n, batch_size):
+                x, labels = dataset.batch(torch.arange(first, min(first + batch_size, n)))
+                x = x.to(device)
+                labels = (
+                    labels.to(device) if labels is not None and model.config.num_classes else None
+                )
+                with autocast:
+                    nats = model(x, labels).log_prob_pixels(x).float().sum(-3)
+                maps.append((-nats.double() / (channels * math.log(2))).cpu())
+                advance(len(x))
+    finally:
+        model.train(was_training)
+    return torch.cat(maps).numpy()

@@ -96,12 +96,14 @@ class TrainResult:
 class _NegativeLogLikelihood(nn.Module):
     """``(x, labels) -> [B]`` nats; the module that DDP wraps."""
 
-    def __init__(self, model: PixelCNNPP):
+    def __init__(self, model: PixelCNNPP, compiled=None):
         super().__init__()
         self.model = model
+        self.compiled = compiled  # model.compiled_nll(...) with --compile
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        return self.model.nll(x, labels)
+        loss = self.compiled or self.model.nll
+        return loss(x, labels)
 
 
 # -- where a run starts ---------------------------------------------------------------------------
@@ -223,6 +225,7 @@ def _resume_point(
     if target.read_config() is not None and not same:
         _check_belongs(checkpoint, state, target, target.read_config())
         run_id = target.run_id
+    reporter.message(f"Resuming {target.path} from step {state.step} ({checkpoint.name})")
     return config, target.path, state, run_id
 
 
@@ -390,13 +393,14 @@ class _Run:
             self._restore(state)
         self.counters = _Counters(ctx.device, window, bad_total)
         self.last_checkpoint_step = self.step
-        self.objective = _NegativeLogLikelihood(self.model)
+        self.objective_loss = None
+        if cfg.compile:
+            # the whole training loss, the likelihood included, as one graph
+            self.objective_loss = self.model.compiled_nll(backend=cfg.compile_backend)
+        self.objective = _NegativeLogLikelihood(self.model, self.objective_loss)
         if ctx.distributed:
             ids = [ctx.device.index] if ctx.device.type == "cuda" else None
             self.objective = nn.parallel.DistributedDataParallel(self.objective, device_ids=ids)
-        if cfg.compile:
-            # The network compiles to one graph; the likelihood keeps its own fused kernels.
-            self.model.features = torch.compile(self.model.features, backend=cfg.compile_backend)
         self.metrics = MetricsLog(folder.metrics_path)
         self.num_parameters = self.model.num_parameters
         self.grad_norm = torch.zeros((), device=ctx.device)

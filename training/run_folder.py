@@ -19,11 +19,13 @@ import errno
 import json
 import os
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
 from .checkpoint import CheckpointManager
+from .metrics import read_metrics
 
 RunState = Literal["empty", "started", "checkpointed", "finished"]
 
@@ -177,3 +179,60 @@ def _is_disk_full(error: BaseException) -> bool:
             return True
         error = error.__cause__ or error.__context__
     return False
+
+
+@dataclass
+class RunSummary:
+    """One line of ``pixelcnn runs``: what a run folder holds, read from its files."""
+
+    path: Path
+    state: RunState
+    status: str  # results.json's status, or the folder's state when it has none
+    dataset: str | None
+    likelihood: str | None
+    block: str | None
+    step: int | None
+    best_validation: float | None  # the lowest validation bits/dim logged
+    test: float | None  # test bits/dim of the final evaluation
+    started: float  # config.json's modification time (seconds since the epoch)
+
+
+def summarize_run(path: str | os.PathLike) -> RunSummary:
+    """What ``path`` holds, from config.json, results.json, metrics.jsonl and checkpoints/."""
+    folder = RunFolder(path)
+    config = folder.read_config() or {}
+    model = config.get("model") or {}
+    results = folder.read_json("results.json") or {}
+    steps = folder.checkpoints.steps()
+    step = results.get("step", steps[-1][0] if steps else None)
+    validations = (
+        [
+            r["bits_per_dim"]
+            for r in read_metrics(folder.metrics_path)
+            if r.get("kind") == "validation" and isinstance(r.get("bits_per_dim"), (int, float))
+        ]
+        if folder.metrics_path.is_file()
+        else []
+    )
+    state = folder.state()
+    return RunSummary(
+        path=folder.path,
+        state=state,
+        status=results.get("status") or {"started": "no checkpoint yet"}.get(state, state),
+        dataset=config.get("dataset"),
+        likelihood=model.get("likelihood"),
+        block=model.get("block"),
+        step=step,
+        best_validation=min(validations) if validations else None,
+        test=(results.get("test") or {}).get("bits_per_dim"),
+        started=folder.config_path.stat().st_mtime if folder.config_path.exists() else 0.0,
+    )
+
+
+def list_runs(root: str | os.PathLike) -> list[RunSummary]:
+    """The run folders directly inside ``root`` (those with a config.json), newest first."""
+    root = Path(root)
+    if not root.is_dir():
+        raise ValueError(f"{root} is not a folder of runs")
+    found = [summarize_run(p) for p in root.iterdir() if (p / "config.json").is_file()]
+    return sorted(found, key=lambda run: run.started, reverse=True)

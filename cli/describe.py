@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import inspect as pyinspect
+import inspect
 import json
 import re
 import textwrap
@@ -17,13 +17,14 @@ from rich.text import Text
 from pixelcnnpp.autoregressive import build_block, get_block, list_blocks
 from pixelcnnpp.likelihoods import LIKELIHOODS, list_likelihoods
 from pixelcnnpp.training import (
+    CheckpointError,
     dataset_status,
     get_dataset_spec,
     list_datasets,
     load_checkpoint,
     model_config_of,
+    resolve_checkpoint,
 )
-from pixelcnnpp.training.checkpoint import resolve_checkpoint
 
 from .evaluate import Checkpoint
 from .options import Plugins
@@ -103,7 +104,7 @@ def likelihoods(ctx: typer.Context, plugins: Plugins = None) -> None:
         table.add_column(column, overflow="fold")
     for name in list_likelihoods():
         factory = LIKELIHOODS.get(name)
-        summary = _plain(pyinspect.getdoc(factory) or "").split("\n\n")[0].replace("\n", " ")
+        summary = _plain(inspect.getdoc(factory) or "").split("\n\n")[0].replace("\n", " ")
         table.add_row(name, _origin(factory), Text(summary))
     session.show(table)
 
@@ -115,7 +116,6 @@ def info(ctx: typer.Context, checkpoint: Checkpoint) -> None:
     path = resolve_checkpoint(checkpoint)
     state = load_checkpoint(path)
     trained: dict[str, Any] = dict(state.get("train_config") or {})
-    trained.pop("model", None)
     model = dict(model_config_of(state))
     trained.pop("model", None)
     weights = state.get("model") or {}
@@ -132,7 +132,7 @@ def info(ctx: typer.Context, checkpoint: Checkpoint) -> None:
                 ("likelihood", model.get("likelihood")),
                 ("parameters", f"{parameters:,}"),
                 ("training time", None if seconds is None else duration(seconds)),
-                ("best validation bits/dim", bits(state.get("best_validation_bits_per_dim"))),
+                ("best validation bits/dim", _best_validation(path, state)),
                 ("EMA updates", state.get("ema_updates")),
                 ("processes", state.get("world_size")),
                 ("non-finite steps skipped", state.get("bad_steps")),
@@ -143,6 +143,25 @@ def info(ctx: typer.Context, checkpoint: Checkpoint) -> None:
     results = _results_beside(path)
     if results is not None:
         session.show(_results_table(results))
+
+
+def _best_validation(path: Path, state: dict[str, Any]) -> str | None:
+    """The best validation bits/dim the run reached: a step checkpoint written before the
+    last validation does not know it, the run's best.pt (beside it) does."""
+    best = state.get("best_validation_bits_per_dim")
+    where = ""
+    run_best = path.parent / "best.pt"
+    if path.name != "best.pt" and run_best.is_file():
+        try:
+            other = load_checkpoint(run_best)
+        except CheckpointError:
+            other = {}
+        found = other.get("best_validation_bits_per_dim")
+        if found is not None and (best is None or found < best):
+            best, where = found, f" (best.pt, step {other.get('step')})"
+    if best is None or best == float("inf"):
+        return None
+    return f"{bits(best)}{where}"
 
 
 def _config_table(trained: dict[str, Any], model: dict[str, Any]) -> Table:
