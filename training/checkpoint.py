@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import pickle
 import re
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,8 @@ from typing import Any
 import torch
 
 from pixelcnnpp.autoregressive import PixelCNNConfig, PixelCNNPP
+
+from .atomic import atomic_write
 
 CHECKPOINT_FORMAT = "pixelcnnpp-checkpoint"
 CHECKPOINT_VERSION = 2
@@ -26,20 +27,8 @@ class CheckpointError(ValueError):
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
     """Write ``state`` to ``path`` through a temporary file and a rename: a reader sees the old
     file or the complete new one, never half of one (also after ``kill -9``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **state}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda f: torch.save(state, f))
 
 
 def load_checkpoint(

@@ -393,11 +393,9 @@ class _Run:
             self._restore(state)
         self.counters = _Counters(ctx.device, window, bad_total)
         self.last_checkpoint_step = self.step
-        self.objective_loss = None
-        if cfg.compile:
-            # the whole training loss, the likelihood included, as one graph
-            self.objective_loss = self.model.compiled_nll(backend=cfg.compile_backend)
-        self.objective = _NegativeLogLikelihood(self.model, self.objective_loss)
+        # with --compile the whole training loss, the likelihood included, is one graph
+        compiled = self.model.compiled_nll(backend=cfg.compile_backend) if cfg.compile else None
+        self.objective = _NegativeLogLikelihood(self.model, compiled)
         if ctx.distributed:
             ids = [ctx.device.index] if ctx.device.type == "cuda" else None
             self.objective = nn.parallel.DistributedDataParallel(self.objective, device_ids=ids)

@@ -8,6 +8,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .atomic import atomic_write
+
 
 class MetricsLog:
     """Appends records to ``metrics.jsonl``; every line is flushed as it is written.
@@ -31,9 +33,8 @@ class MetricsLog:
         if not self.path.exists():
             return
         keep = [r for r in self.read() if r.get("step", 0) <= step]
-        tmp = self.path.with_suffix(".jsonl.tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in keep))
-        os.replace(tmp, self.path)
+        text = "".join(json.dumps(r) + "\n" for r in keep).encode()
+        atomic_write(self.path, lambda f: f.write(text))
 
 
 def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:

@@ -11,7 +11,6 @@ Where fused Adam is missing the skip is read on the host (one sync per step, sti
 from __future__ import annotations
 
 import copy
-import math
 from typing import Any
 
 import torch
@@ -92,10 +91,22 @@ class EMA:
         device = next(model.parameters()).device
         self.updates = torch.zeros((), dtype=torch.int64, device=device)
 
-    def _pairs(self, model: nn.Module) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        mine = [*self.module.parameters(), *self.module.buffers()]
-        theirs = [*model.parameters(), *model.buffers()]
-        return mine, theirs
+    def _groups(self, model: nn.Module):
+        """Averaged and current tensors by dtype, and the non-float pairs: found once, since
+        a step's Python overhead is paid on the host every step."""
+        if getattr(self, "_cached", (None,))[0] is not model:
+            mine = [*self.module.parameters(), *self.module.buffers()]
+            theirs = [*model.parameters(), *model.buffers()]  # updated in place by training
+            pairs = list(zip(mine, theirs, strict=True))
+            floats: dict[torch.dtype, tuple[list, list]] = {}
+            for a, b in pairs:
+                if a.is_floating_point():
+                    group = floats.setdefault(a.dtype, ([], []))
+                    group[0].append(a)
+                    group[1].append(b)
+            others = [(a, b) for a, b in pairs if not a.is_floating_point()]
+            self._cached = (model, floats, others)
+        return self._cached[1], self._cached[2]
 
     @torch.no_grad()
     def update(self, model: nn.Module, skip: torch.Tensor) -> None:
@@ -103,16 +114,12 @@ class EMA:
         d = torch.clamp((1.0 + n) / (10.0 + n), max=self.decay) if self.warmup else self.decay
         weight = torch.where(self.updates == 0, 1.0, 1.0 - d)
         weight = torch.where(skip, 0.0, weight)
-        mine, theirs = self._pairs(model)
-        floats = [(a, b) for a, b in zip(mine, theirs, strict=True) if a.is_floating_point()]
-        for dtype in {a.dtype for a, _ in floats}:
-            a = [x for x, _ in floats if x.dtype == dtype]
-            b = [y.detach() for x, y in floats if x.dtype == dtype]
+        floats, others = self._groups(model)
+        for dtype, (a, b) in floats.items():
             w = weight.to(dtype)
             torch._foreach_lerp_(a, b, [w] * len(a))
-        for a, b in zip(mine, theirs, strict=True):
-            if not a.is_floating_point():
-                a.copy_(torch.where(skip, a, b))
+        for a, b in others:
+            a.copy_(torch.where(skip, a, b))
         self.updates += (~skip).to(torch.int64)
 
     def state_dict(self) -> dict[str, Any]:
@@ -121,8 +128,3 @@ class EMA:
     def load_state_dict(self, weights: dict[str, Any], updates: int) -> None:
         self.module.load_state_dict(weights)
         self.updates.fill_(int(updates))
-
-
-def exponential_lr(lr: float, decay: float, steps: int) -> float:
-    """The rate after ``steps`` steps taken (for reports): ``lr * decay**steps``."""
-    return lr * math.pow(decay, steps)

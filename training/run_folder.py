@@ -24,6 +24,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from .atomic import atomic_write
 from .checkpoint import CheckpointManager
 from .metrics import read_metrics
 
@@ -54,20 +55,9 @@ def new_run_dir(root: str | os.PathLike, config) -> Path:
 
 
 def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
-    """Write ``data`` as JSON through a temporary file, fsync and rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with tmp.open("w") as f:
-            f.write(json.dumps(data, indent=2) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    """Write ``data`` as JSON, whole or not at all (``atomic_write``)."""
+    text = (json.dumps(data, indent=2) + "\n").encode()
+    return atomic_write(path, lambda f: f.write(text))
 
 
 class RunFolder:
