@@ -1,9 +1,9 @@
-"""``pixelcnn compare``: likelihoods trained alike on each dataset, with paired test results."""
+"""``pixelcnn compare``: likelihoods and blocks trained alike on each dataset, with paired test
+results."""
 
 from __future__ import annotations
 
 import math
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -11,52 +11,22 @@ import typer
 from rich.table import Table
 
 from pixelcnnpp.training import get_dataset_spec
-from pixelcnnpp.training.compare import ComparisonReport, DatasetComparison
+from pixelcnnpp.training.compare import (
+    ComparisonReport,
+    DatasetComparison,
+    new_comparison_dir,
+    variant_grid,
+)
 from pixelcnnpp.training.compare import compare as run_comparison
 
-from .options import (
-    DATA,
-    MODEL,
-    SCHEDULE,
-    TF32,
-    Assignments,
-    BatchSize,
-    Block,
-    ChannelsLast,
-    Compile,
-    Conditional,
-    DataDir,
-    Device,
-    Download,
-    Dropout,
-    EmaDecay,
-    GradClip,
-    LearningRate,
-    LearningRateDecay,
-    NumBits,
-    NumFilters,
-    NumMixtures,
-    NumResnet,
-    NumStages,
-    Plugins,
-    Precision,
-    PresetName,
-    Seed,
-    Subset,
-    ValidationSize,
-    build_config,
-    check_names,
-    finite_float,
-    option_changes,
-    parse_assignments,
-)
+from .options import DATA, MODEL, SCHEDULE, SharedOptions, finite_float, shared_options
 from .output import Session, bits, duration, interval, key_value_table
-from .plugins import load_plugins
 
 DEFAULT_LIKELIHOODS = ["dmol", "softmax"]
 DEFAULT_DATASETS = ["fashion-mnist"]
 
 
+@shared_options
 def compare(
     ctx: typer.Context,
     likelihoods: Annotated[
@@ -64,8 +34,28 @@ def compare(
         typer.Option(
             "--likelihood",
             metavar="NAME",
-            help="A likelihood to train; repeatable, the first is the baseline of the paired "
-            "comparisons. Default: dmol and softmax.",
+            help="A likelihood to train; repeatable. Default: dmol and softmax; the preset's "
+            "(dmol) when several --block or --num-mixtures are given.",
+            rich_help_panel=MODEL,
+        ),
+    ] = None,
+    blocks: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--block",
+            metavar="NAME",
+            help="A block to build the model from; repeatable. Default: the preset's "
+            "(gated_resnet).",
+            rich_help_panel=MODEL,
+        ),
+    ] = None,
+    num_mixtures: Annotated[
+        list[int] | None,
+        typer.Option(
+            "--num-mixtures",
+            metavar="K",
+            min=1,
+            help="Logistic mixture components; repeatable (for likelihoods that take it: dmol).",
             rich_help_panel=MODEL,
         ),
     ] = None,
@@ -97,40 +87,18 @@ def compare(
             rich_help_panel=SCHEDULE,
         ),
     ] = None,
-    preset: PresetName = None,
-    data_dir: DataDir = None,
-    download: Download = False,
-    subset: Subset = None,
-    validation_size: ValidationSize = None,
-    num_mixtures: NumMixtures = None,
-    num_filters: NumFilters = None,
-    num_resnet: NumResnet = None,
-    num_stages: NumStages = None,
-    dropout: Dropout = None,
-    block: Block = None,
-    num_bits: NumBits = None,
-    conditional: Conditional = False,
-    batch_size: BatchSize = None,
-    lr: LearningRate = None,
-    lr_decay: LearningRateDecay = None,
-    grad_clip: GradClip = None,
-    ema_decay: EmaDecay = None,
-    seed: Seed = None,
-    device: Device = None,
-    precision: Precision = None,
-    compile: Compile = False,
-    channels_last: ChannelsLast = False,
-    tf32: TF32 = False,
     out_dir: Annotated[
         Path, typer.Option(help="Each comparison makes a new folder in here.")
     ] = Path("compare-runs"),
-    assignments: Assignments = None,
-    plugins: Plugins = None,
+    *,
+    shared: SharedOptions,
 ) -> None:
-    """Compare likelihoods: the same architecture, budget and seed for each, on each dataset.
+    """Compare likelihoods and blocks: the same budget and seed for each, on each dataset.
 
-    Every run is evaluated on the test split with its EMA weights; the per-image bits/dim of
-    each likelihood are compared with the first one's (paired t-test). Writes report.md,
+    Trains every --likelihood crossed with every --block and every --num-mixtures (the
+    first combination is the baseline). Every run is evaluated on the test split with its
+    EMA weights; the per-image bits/dim of each variant are compared with the baseline's
+    (paired t-test). Writes report.md,
     report.json, learning curves and side-by-side samples into a new folder in --out-dir.
     The budget is the preset's (demo: 10 minutes per run) unless --max-steps or --max-minutes
     is given.
@@ -139,69 +107,41 @@ def compare(
 
         pixelcnn compare --max-minutes 5
         pixelcnn compare --likelihood dmol --likelihood softmax --dataset mnist --max-steps 2000
+        pixelcnn compare --block gated_resnet --block attention_resnet --max-minutes 10
+        pixelcnn compare --likelihood dmol --num-mixtures 5 --num-mixtures 10
     """
     session: Session = ctx.obj
-    load_plugins(plugins)
     if steps is not None and max_minutes is not None:
         raise ValueError(
             "--max-steps and --max-minutes are mutually exclusive: give every run one budget"
         )
-    names = likelihoods or DEFAULT_LIKELIHOODS
-    for name in names:
-        check_names(likelihood=name)
+    if likelihoods is None and len(blocks or ()) < 2 and len(num_mixtures or ()) < 2:
+        likelihoods = DEFAULT_LIKELIHOODS  # else the comparison is of the blocks or mixtures
     datasets = datasets or DEFAULT_DATASETS
     for dataset in datasets:
         get_dataset_spec(dataset)
-    options = option_changes(
-        dataset=datasets[0],
-        data_dir=data_dir,
-        download=download,
-        subset=subset,
-        validation_size=validation_size,
-        model_num_filters=num_filters,
-        model_num_resnet=num_resnet,
-        model_num_stages=num_stages,
-        model_dropout=dropout,
-        model_block=block,
-        model_num_bits=num_bits,
-        conditional=conditional,
-        batch_size=batch_size,
-        lr=lr,
-        lr_decay=lr_decay,
-        grad_clip=grad_clip,
-        ema_decay=ema_decay,
-        seed=seed,
-        device=device,
-        precision=precision,
-        compile=compile,
-        channels_last=channels_last,
-        tf32=tf32,
-    )
+    budget = {}
     if steps is not None:
-        options.update(max_steps=steps, max_minutes=None)
+        budget = {"max_steps": steps, "max_minutes": None}
     elif max_minutes is not None:
-        options.update(max_minutes=max_minutes, max_steps=None)
-    base = build_config(preset, options, parse_assignments(assignments), num_mixtures)
-    folder = _new_folder(out_dir, names)
+        budget = {"max_minutes": max_minutes, "max_steps": None}
+    likelihood = likelihoods[0] if likelihoods else None
+    base = shared.config(dataset=datasets[0], model_likelihood=likelihood, **budget)
+    variants = variant_grid(base, likelihoods, blocks, num_mixtures)
+    names = [v.name for v in variants]
+    folder = new_comparison_dir(out_dir, variants)
     session.note(f"Comparing {', '.join(names)} on {', '.join(datasets)} in {folder}")
-    report = run_comparison(
-        names,
-        datasets,
-        base,
-        folder,
-        likelihood_kwargs={base.model.likelihood: base.model.likelihood_kwargs},
-        reporter=session.reporter(),
-    )
+    report = run_comparison(variants, datasets, base, folder, reporter=session.reporter())
     for comparison in report.datasets:
         session.show(*dataset_tables(comparison))
     session.show(files_table(report))
 
 
 def dataset_tables(comparison: DatasetComparison) -> list[Table]:
-    """One row per likelihood; then the paired differences from the baseline."""
+    """One row per variant; then the paired differences from the baseline."""
     runs = Table(title=f"{comparison.dataset}: test bits/dim (EMA weights)", title_justify="left")
-    for column in ("likelihood", "test bits/dim", "95% CI", "parameters", "train images/s"):
-        runs.add_column(column, justify="left" if column == "likelihood" else "right")
+    for column in ("variant", "test bits/dim", "95% CI", "parameters", "train images/s"):
+        runs.add_column(column, justify="left" if column == "variant" else "right")
     runs.add_column("train time", justify="right")
     runs.add_column("steps", justify="right")
     for name, result in comparison.runs.items():
@@ -245,13 +185,3 @@ def files_table(report: ComparisonReport) -> Table:
         ]
         rows += [(f"{c.dataset} {name} run", r.run_dir) for name, r in c.runs.items()]
     return key_value_table("Files", rows)
-
-
-def _new_folder(root: Path, likelihoods: list[str]) -> Path:
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    base = root / f"{stamp}-{'-vs-'.join(likelihoods)}"
-    path, k = base, 1
-    while path.exists():
-        k += 1
-        path = base.with_name(f"{base.name}-{k}")
-    return path

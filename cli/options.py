@@ -7,8 +7,12 @@ A ``TrainConfig`` is built in one order: the preset, then the named options, the
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -19,6 +23,8 @@ from pixelcnnpp.likelihoods import LIKELIHOODS
 from pixelcnnpp.training import PRESETS, TrainConfig, preset
 from pixelcnnpp.training.compare import config_for_dataset
 from pixelcnnpp.training.config import DEVICES, PRECISIONS
+
+from .plugins import load_plugins
 
 DATA, MODEL, OPTIMISATION, SCHEDULE, HARDWARE, EXTEND = (
     "Data",
@@ -243,6 +249,95 @@ Plugins = Annotated[
         rich_help_panel=EXTEND,
     ),
 ]
+
+# -- the option group train and compare share -----------------------------------------------------
+
+# (parameter, option type, default): the options that change a config the same way in `train`
+# and `compare`; MODEL_FIELDS set model.X (see `option_changes`).
+SHARED_OPTIONS: tuple[tuple[str, Any, Any], ...] = (
+    ("preset", PresetName, None),
+    ("data_dir", DataDir, None),
+    ("download", Download, False),
+    ("subset", Subset, None),
+    ("validation_size", ValidationSize, None),
+    ("num_filters", NumFilters, None),
+    ("num_resnet", NumResnet, None),
+    ("num_stages", NumStages, None),
+    ("dropout", Dropout, None),
+    ("num_bits", NumBits, None),
+    ("conditional", Conditional, False),
+    ("batch_size", BatchSize, None),
+    ("lr", LearningRate, None),
+    ("lr_decay", LearningRateDecay, None),
+    ("grad_clip", GradClip, None),
+    ("ema_decay", EmaDecay, None),
+    ("seed", Seed, None),
+    ("device", Device, None),
+    ("precision", Precision, None),
+    ("compile", Compile, False),
+    ("channels_last", ChannelsLast, False),
+    ("tf32", TF32, False),
+    ("assignments", Assignments, None),
+    ("plugins", Plugins, None),
+)
+MODEL_FIELDS = ("num_filters", "num_resnet", "num_stages", "dropout", "num_bits")
+
+
+@dataclass(frozen=True)
+class SharedOptions:
+    """What the shared options asked for: the preset, the config fields the named options set
+    (``TrainConfig.replace`` keys), the ``--set`` assignments and the plugins (already
+    imported)."""
+
+    preset: str | None
+    changes: dict[str, Any]
+    assignments: dict[str, Any]
+    plugins: list[str] | None
+
+    def config(self, num_mixtures: int | None = None, **options: Any) -> TrainConfig:
+        """The config: the preset, the shared options and then ``options`` (named as
+        ``option_changes`` names them), the assignments, shaped for its dataset."""
+        changes = {**self.changes, **option_changes(**options)}
+        return build_config(self.preset, changes, self.assignments, num_mixtures)
+
+    def resume_overrides(self, num_mixtures: int | None = None, **options: Any) -> dict[str, Any]:
+        """The fields a resumed run is asked to change (see ``resume_overrides``)."""
+        changes = {**self.changes, **option_changes(**options)}
+        return resume_overrides(self.preset, changes, self.assignments, num_mixtures)
+
+
+def shared_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Give a command the options of ``SHARED_OPTIONS``, after its own, and call it with them
+    gathered into one ``shared: SharedOptions`` keyword (plugins imported first, so that the
+    names they register are known)."""
+    signature = inspect.signature(command, eval_str=True)
+    own = [p for p in signature.parameters.values() if p.name != "shared"]
+    added = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=kind)
+        for name, kind, default in SHARED_OPTIONS
+    ]
+
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        given = {
+            f"model_{name}" if name in MODEL_FIELDS else name: kwargs.pop(name)
+            for name, _, _ in SHARED_OPTIONS
+        }
+        preset_name, assignments, plugins = (
+            given.pop("preset"),
+            given.pop("assignments"),
+            given.pop("plugins"),
+        )
+        load_plugins(plugins)
+        shared = SharedOptions(
+            preset_name, option_changes(**given), parse_assignments(assignments), plugins
+        )
+        return command(*args, shared=shared, **kwargs)
+
+    run.__signature__ = signature.replace(parameters=[*own, *added])
+    run.__annotations__ = {p.name: p.annotation for p in [*own, *added]}
+    return run
+
 
 # -- from options to a config --------------------------------------------------------------------
 

@@ -15,51 +15,24 @@ from pixelcnnpp.training import train as run_training
 from .options import (
     DATA,
     MODEL,
-    TF32,
-    Assignments,
-    BatchSize,
     Block,
-    ChannelsLast,
     CheckpointEvery,
-    Compile,
-    Conditional,
-    DataDir,
-    Device,
-    Download,
-    Dropout,
-    EmaDecay,
     EvalEvery,
-    GradClip,
-    LearningRate,
-    LearningRateDecay,
     MaxMinutes,
     MaxSteps,
-    NumBits,
-    NumFilters,
     NumMixtures,
-    NumResnet,
-    NumStages,
-    Plugins,
-    Precision,
-    PresetName,
     SampleEvery,
-    Seed,
-    Subset,
-    ValidationSize,
-    build_config,
-    option_changes,
-    parse_assignments,
-    resume_overrides,
+    SharedOptions,
+    shared_options,
 )
 from .output import EXIT_INTERRUPTED, Session, bits, duration, interval, key_value_table
-from .plugins import load_plugins
 
 RUN = "Run folder"
 
 
+@shared_options
 def train(
     ctx: typer.Context,
-    preset: PresetName = None,
     dataset: Annotated[
         str | None,
         typer.Option(
@@ -68,10 +41,6 @@ def train(
             rich_help_panel=DATA,
         ),
     ] = None,
-    data_dir: DataDir = None,
-    download: Download = False,
-    subset: Subset = None,
-    validation_size: ValidationSize = None,
     likelihood: Annotated[
         str | None,
         typer.Option(
@@ -81,29 +50,12 @@ def train(
         ),
     ] = None,
     num_mixtures: NumMixtures = None,
-    num_filters: NumFilters = None,
-    num_resnet: NumResnet = None,
-    num_stages: NumStages = None,
-    dropout: Dropout = None,
     block: Block = None,
-    num_bits: NumBits = None,
-    conditional: Conditional = False,
-    batch_size: BatchSize = None,
-    lr: LearningRate = None,
-    lr_decay: LearningRateDecay = None,
-    grad_clip: GradClip = None,
-    ema_decay: EmaDecay = None,
-    seed: Seed = None,
     max_steps: MaxSteps = None,
     max_minutes: MaxMinutes = None,
     eval_every: EvalEvery = None,
     sample_every: SampleEvery = None,
     checkpoint_every: CheckpointEvery = None,
-    device: Device = None,
-    precision: Precision = None,
-    compile: Compile = False,
-    channels_last: ChannelsLast = False,
-    tf32: TF32 = False,
     out_dir: Annotated[
         Path, typer.Option(help="New run folders are made in here.", rich_help_panel=RUN)
     ] = Path("runs"),
@@ -122,8 +74,8 @@ def train(
             rich_help_panel=RUN,
         ),
     ] = None,
-    assignments: Assignments = None,
-    plugins: Plugins = None,
+    *,
+    shared: SharedOptions,
 ) -> None:
     """Train a PixelCNN++ and report its test bits/dim.
 
@@ -142,41 +94,18 @@ def train(
         torchrun --nproc_per_node 4 -m pixelcnnpp.cli train --preset paper
     """
     session: Session = ctx.obj
-    load_plugins(plugins)
-    options = option_changes(
+    options = dict(
         dataset=dataset,
-        data_dir=data_dir,
-        download=download,
-        subset=subset,
-        validation_size=validation_size,
         model_likelihood=likelihood,
-        model_num_filters=num_filters,
-        model_num_resnet=num_resnet,
-        model_num_stages=num_stages,
-        model_dropout=dropout,
         model_block=block,
-        model_num_bits=num_bits,
-        conditional=conditional,
-        batch_size=batch_size,
-        lr=lr,
-        lr_decay=lr_decay,
-        grad_clip=grad_clip,
-        ema_decay=ema_decay,
-        seed=seed,
         max_steps=max_steps,
         max_minutes=max_minutes,
         eval_every=eval_every,
         sample_every=sample_every,
         checkpoint_every=checkpoint_every,
-        device=device,
-        precision=precision,
-        compile=compile,
-        channels_last=channels_last,
-        tf32=tf32,
     )
-    assigned = parse_assignments(assignments)
     if resume is None:
-        config = build_config(preset, options, assigned, num_mixtures)
+        config = shared.config(num_mixtures, **options)
         overrides = None
         folder = run_dir or new_run_dir(out_dir, config)
         if session.is_main:
@@ -186,7 +115,7 @@ def train(
         )
     else:
         config = None
-        overrides = resume_overrides(preset, options, assigned, num_mixtures)
+        overrides = shared.resume_overrides(num_mixtures, **options)
         folder = run_dir or _run_folder_of(resume)
     try:
         result = run_training(
@@ -198,7 +127,7 @@ def train(
         where = f"the run folder {folder}" if folder else "the run folder"
         raise TrainingError(f"{error} ({where} is intact)") from error
     if result.status == "interrupted":
-        _report_interrupt(session, result, plugins)
+        _report_interrupt(session, result, shared.plugins)
         raise typer.Exit(EXIT_INTERRUPTED)
     session.show(result_table(result))
 

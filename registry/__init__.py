@@ -117,6 +117,12 @@ class Registry:
     def __len__(self) -> int:
         return len(self.names())
 
+    def accepts(self, name: str, keyword: str) -> bool:
+        """Whether the factory registered as ``name`` takes ``keyword`` (any keyword, when it
+        takes ``**kwargs`` or has no signature to read)."""
+        parameters = _keyword_parameters(self.get(name))
+        return parameters is None or keyword in parameters
+
     # -- building ----------------------------------------------------------------------------------
 
     def create(

@@ -29,6 +29,7 @@ from pixelcnnpp.autoregressive import GatedResnet
 from pixelcnnpp.autoregressive.blocks import BLOCKS
 from pixelcnnpp.cli import app, reference
 from pixelcnnpp.cli import describe as describe_command
+from pixelcnnpp.cli.options import SHARED_OPTIONS
 from pixelcnnpp.training import PRESETS, list_datasets, load_checkpoint
 from pixelcnnpp.training import loop as loop_module
 from pixelcnnpp.training.data import locations
@@ -399,9 +400,9 @@ class _Opaque:
 def test_compare_two_likelihoods_on_tiny_arrays(data_root, tmp_path):
     result = invoke(
         "compare", "--dataset", "npz", "--data-dir", data_root / "npz", *TINY,
-        "--max-steps", 1, "--subset", 16, "--out-dir", tmp_path,
+        "--max-steps", 1, "--subset", 16, "--out-dir", tmp_path / "out",
     )  # fmt: skip
-    (folder,) = tmp_path.iterdir()
+    (folder,) = (tmp_path / "out").iterdir()
     assert folder.name.endswith("dmol-vs-softmax")
     report = json.loads((folder / "report.json").read_text())
     runs = report["datasets"]["npz"]["runs"]
@@ -413,6 +414,31 @@ def test_compare_two_likelihoods_on_tiny_arrays(data_root, tmp_path):
     assert f"{paired['mean_difference']:+.4f}" in result.stdout
     assert "softmax - dmol" in result.stdout
     assert table_value(result.stdout, "report") == str(folder / "report.md")
+
+
+def test_compare_crosses_blocks_and_numbers_of_mixtures(data_root, tmp_path, registries):
+    BLOCKS.register("gated_resnet_twin", GatedResnet)
+    result = invoke(
+        "compare", "--dataset", "npz", "--data-dir", data_root / "npz", *TINY,
+        "--block", "gated_resnet", "--block", "gated_resnet_twin",
+        "--num-mixtures", "1",  # after TINY's 2
+        "--max-steps", 1, "--subset", 16, "--out-dir", tmp_path / "out",
+    )  # fmt: skip
+    (folder,) = (tmp_path / "out").iterdir()
+    report = json.loads((folder / "report.json").read_text())
+    names = ["dmol-gated_resnet-k2", "dmol-gated_resnet-k1"]
+    names += ["dmol-gated_resnet_twin-k2", "dmol-gated_resnet_twin-k1"]
+    assert [v["name"] for v in report["variants"]] == names
+    assert folder.name.endswith("-vs-".join(names))
+    cases = [(b, k) for b in ("gated_resnet", "gated_resnet_twin") for k in (2, 1)]
+    for variant, (block, k) in zip(report["variants"], cases, strict=True):
+        config = json.loads((folder / "npz" / variant["name"] / "config.json").read_text())
+        assert config["model"]["block"] == block
+        assert config["model"]["likelihood_kwargs"] == {"num_mixtures": k}
+    paired = report["datasets"]["npz"]["paired"]
+    assert [p["other"] for p in paired] == names[1:]
+    assert {p["baseline"] for p in paired} == {names[0]}
+    assert f"{names[3]} - {names[0]}" in result.stdout
 
 
 # -- listings ---------------------------------------------------------------------------------------
@@ -514,6 +540,16 @@ def test_a_plugin_that_fails_to_import_is_exit_2_naming_it(tmp_path, monkeypatch
             ["unknown likelihood 'beta'"],
         ),
         (["compare", "--dataset", "celeba"], ["unknown dataset 'celeba'"]),
+        (["compare", "--block", "gated_resnet", "--block", "axial"], ["unknown block 'axial'"]),
+        (
+            ["compare", "--block", "gated_resnet", "--block", "gated_resnet"],
+            ["blocks must be distinct", "gated_resnet"],
+        ),
+        (
+            ["compare", "--likelihood", "softmax", "--num-mixtures", "3"],
+            ["--num-mixtures", "softmax"],
+        ),
+        (["compare", "--num-mixtures", "0"], ["--num-mixtures", "greater than or equal to 1"]),
         (["sample", "x.pt", "--method", "fast"], ["--method", "cached", "naive"]),
         (["evaluate"], ["Missing argument", "CHECKPOINT"]),
         (["fit"], ["No such command", "fit"]),
@@ -625,6 +661,19 @@ def test_help_shows_no_value_type_for_flags_and_plain_argument_names():
         assert "{" not in usage, usage
     usage = invoke("info", "--help").stdout
     assert "Usage: pixelcnn info [OPTIONS] CHECKPOINT" in " ".join(usage.split())
+
+
+def test_train_and_compare_take_the_shared_options_from_one_declaration():
+    group = typer.main.get_command(app)
+    params = {
+        name: {p.name: p for p in group.commands[name].params} for name in ("train", "compare")
+    }
+    for name, _, default in SHARED_OPTIONS:
+        train_option, compare_option = params["train"][name], params["compare"][name]
+        assert train_option.opts == compare_option.opts and train_option.opts, name
+        assert train_option.help == compare_option.help and train_option.help, name
+        assert train_option.default == compare_option.default == default, name
+    assert set(params["train"]) - set(params["compare"]) >= {"resume", "run_dir", "eval_every"}
 
 
 def test_an_image_shape_the_dataset_overrides_is_refused(data_root, tmp_path):

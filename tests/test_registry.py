@@ -54,6 +54,16 @@ def test_create_passes_declared_optional_keywords_only():
     assert registry.create("open", {"size": 2}, offered) == (2, offered)
 
 
+def test_accepts_reads_the_factory_signature():
+    things = Registry("thing")
+    things.register("plain", lambda size, colour="red": None)
+    things.register("open", lambda **kwargs: None)
+    assert things.accepts("plain", "colour") and not things.accepts("plain", "weight")
+    assert things.accepts("open", "weight")
+    with pytest.raises(ValueError, match="unknown thing 'none'"):
+        things.accepts("none", "size")
+
+
 def test_create_refuses_a_required_keyword_the_factory_does_not_take():
     registry = Registry("widget")
     registry.register("plain", lambda size, colour="red": (size, colour))

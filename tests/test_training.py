@@ -490,6 +490,51 @@ def test_compare_refuses_to_run_under_torchrun(monkeypatch, tmp_path):
         compare(["dmol", "softmax"], ["fashion-mnist"], TrainConfig(), tmp_path)
 
 
+def test_variant_grid_crosses_in_order_and_names_what_varies(registries):
+    from pixelcnnpp.autoregressive import GatedResnet, register_block
+    from pixelcnnpp.training.compare import variant_grid
+
+    register_block("twin", GatedResnet)
+    base = TrainConfig()  # dmol with the preset's num_mixtures
+    grid = variant_grid(base, ["dmol", "softmax"], ["gated_resnet", "twin"], [3, 7])
+    assert [v.name for v in grid] == [
+        "dmol-gated_resnet-k3", "dmol-gated_resnet-k7", "dmol-twin-k3", "dmol-twin-k7",
+        "softmax-gated_resnet", "softmax-twin",
+    ]  # fmt: skip
+    assert grid[1].changes == {
+        "model.likelihood": "dmol",
+        "model.block": "gated_resnet",
+        "model.likelihood_kwargs": {**base.model.likelihood_kwargs, "num_mixtures": 7},
+    }
+    assert grid[-1].changes["model.likelihood_kwargs"] == {}
+    assert [v.name for v in variant_grid(base, ["dmol", "softmax"])] == ["dmol", "softmax"]
+    assert [v.name for v in variant_grid(base, blocks=["twin", "gated_resnet"])] == [
+        "twin",
+        "gated_resnet",
+    ]
+    (one,) = variant_grid(base)
+    assert one.name == "dmol" and one.changes["model.likelihood_kwargs"] == (
+        base.model.likelihood_kwargs
+    )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"likelihoods": ["dmol", "dmol"]}, "likelihoods must be distinct"),
+        ({"blocks": ["nope"]}, "unknown block 'nope'"),
+        ({"likelihoods": ["gauss"]}, "unknown likelihood 'gauss'"),
+        ({"likelihoods": ["softmax"], "num_mixtures": [2]}, "softmax take none"),
+        ({"num_mixtures": [2, 2]}, "numbers of mixtures must be distinct"),
+    ],
+)
+def test_variant_grid_refuses_bad_grids(kwargs, message):
+    from pixelcnnpp.training.compare import variant_grid
+
+    with pytest.raises(ValueError, match=message):
+        variant_grid(TrainConfig(), **kwargs)
+
+
 ENDINGS_SCRIPT = """
 import json, os, signal, sys, warnings
 from pathlib import Path

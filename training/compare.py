@@ -1,8 +1,10 @@
-"""Comparing likelihoods: the same architecture, budget and seed per likelihood and dataset,
-evaluated on the test split, with a paired comparison of the per-image bits/dim.
+"""Comparing models: variants of one config (likelihoods, blocks, numbers of mixtures) trained
+with the same budget and seed on each dataset, evaluated on the test split, with a paired
+comparison of the per-image bits/dim.
 
 This is how the paper's claim that the mixture trains faster than the 256-way softmax gets
-checked on any dataset: ``compare(["dmol", "softmax"], ["fashion-mnist"], base, max_steps=...)``.
+checked on any dataset: ``compare(["dmol", "softmax"], ["fashion-mnist"], base, out_dir)``;
+``variant_grid`` crosses likelihoods with blocks and numbers of mixtures.
 """
 
 from __future__ import annotations
@@ -11,12 +13,16 @@ import json
 import math
 import os
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 from scipy import stats
+
+from pixelcnnpp.autoregressive import BLOCKS
+from pixelcnnpp.likelihoods import LIKELIHOODS
 
 from .config import TrainConfig
 from .data import get_dataset_spec, load_dataset
@@ -25,6 +31,78 @@ from .images import plot_learning_curves, side_by_side
 from .loop import TrainResult, train
 from .metrics import read_metrics
 from .reporting import Reporter
+from .run_folder import unique_path
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One model of a comparison: its name (its row in the report and its run folder's name)
+    and the config fields it sets (``TrainConfig.replace`` keys)."""
+
+    name: str
+    changes: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "changes": dict(self.changes)}
+
+
+def variant_grid(
+    base: TrainConfig,
+    likelihoods: list[str] | None = None,
+    blocks: list[str] | None = None,
+    num_mixtures: list[int] | None = None,
+) -> list[Variant]:
+    """Every likelihood crossed with every block and every number of mixtures, in the order
+    given (the first variant is the baseline). ``None`` keeps ``base``'s choice. A number of
+    mixtures applies to the likelihoods that take ``num_mixtures`` (``dmol``), the others
+    are trained once; ``base``'s likelihood keeps its other arguments.
+
+    A variant is named by what varies: ``dmol``, ``softmax``; ``dmol-gated_resnet``;
+    ``dmol-k5``.
+    """
+    likelihoods = _distinct("likelihoods", likelihoods or [base.model.likelihood])
+    blocks = _distinct("blocks", blocks or [base.model.block])
+    mixtures = _distinct("numbers of mixtures", num_mixtures or [None])
+    for name in likelihoods:
+        LIKELIHOODS.get(name)
+    for name in blocks:
+        BLOCKS.get(name)
+    takes = [name for name in likelihoods if LIKELIHOODS.accepts(name, "num_mixtures")]
+    if num_mixtures and not takes:
+        raise ValueError(
+            f"--num-mixtures applies to likelihoods that take num_mixtures (e.g. dmol); "
+            f"{', '.join(likelihoods)} take none"
+        )
+    variants = []
+    for likelihood in likelihoods:
+        kwargs = dict(base.model.likelihood_kwargs) if likelihood == base.model.likelihood else {}
+        for block in blocks:
+            for k in mixtures if likelihood in takes else [None]:
+                parts = [likelihood] if len(likelihoods) > 1 or len(mixtures) > 1 else []
+                parts += [block] if len(blocks) > 1 else []
+                parts += [f"k{k}"] if k is not None and len(mixtures) > 1 else []
+                changes = {
+                    "model.likelihood": likelihood,
+                    "model.block": block,
+                    "model.likelihood_kwargs": kwargs
+                    if k is None
+                    else {**kwargs, "num_mixtures": k},
+                }
+                variants.append(Variant("-".join(parts) or likelihood, changes))
+    return variants
+
+
+def _distinct(what: str, values: list) -> list:
+    if len(set(values)) != len(values):
+        raise ValueError(f"{what} must be distinct, got {values}")
+    return list(values)
+
+
+def new_comparison_dir(root: str | os.PathLike, variants: list[Variant | str]) -> Path:
+    """``root/<date>-<time>-<first>-vs-<second>...``, made unique."""
+    names = [v.name if isinstance(v, Variant) else v for v in variants]
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return unique_path(Path(root) / f"{stamp}-{'-vs-'.join(names)}")
 
 
 @dataclass
@@ -46,7 +124,7 @@ class PairedComparison:
 @dataclass
 class DatasetComparison:
     dataset: str
-    runs: dict[str, TrainResult]
+    runs: dict[str, TrainResult]  # by variant name, the baseline first
     paired: list[PairedComparison] = field(default_factory=list)
     learning_curves: Path | None = None
     samples: Path | None = None
@@ -96,51 +174,58 @@ def config_for_dataset(base: TrainConfig, dataset: str) -> TrainConfig:
 
 
 def compare(
-    likelihoods: list[str],
+    variants: list[Variant | str],
     datasets: list[str],
     base: TrainConfig,
     out_dir: str | os.PathLike,
     likelihood_kwargs: dict[str, dict[str, Any]] | None = None,
     reporter: Reporter | None = None,
 ) -> ComparisonReport:
-    """Train every likelihood on every dataset with ``base``'s architecture, budget
-    (``max_steps``/``max_minutes``) and seed; evaluate each on the whole test split (capped by
+    """Train every variant on every dataset with ``base``'s budget (``max_steps`` /
+    ``max_minutes``) and seed; evaluate each on the whole test split (capped by
     ``base.test_max_images``); write ``report.md``, ``report.json``, one learning-curve plot and
     one side-by-side sample grid per dataset under ``out_dir``.
 
-    The first likelihood is the baseline of the paired comparisons.
+    A variant is a ``Variant`` (see ``variant_grid``) or a likelihood name, which trains
+    ``base`` with that likelihood and its ``likelihood_kwargs`` entry. The first variant is
+    the baseline of the paired comparisons.
     """
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ValueError(
             "compare runs in one process (it trains one run after another); under torchrun, "
-            "train each likelihood with `pixelcnn train` and compare the runs' eval/ folders"
+            "train each variant with `pixelcnn train` and compare the runs' eval/ folders"
         )
-    if len(likelihoods) < 1 or len(set(likelihoods)) != len(likelihoods):
-        raise ValueError(f"likelihoods must be distinct names, got {likelihoods}")
+    kwargs = likelihood_kwargs or {}
+    variants = [
+        v
+        if isinstance(v, Variant)
+        else Variant(v, {"model.likelihood": v, "model.likelihood_kwargs": kwargs.get(v, {})})
+        for v in variants
+    ]
+    names = [v.name for v in variants]
+    if not variants or len(set(names)) != len(names):
+        raise ValueError(f"variants must have distinct names, got {names}")
     if not datasets:
         raise ValueError("name at least one dataset")
     reporter = reporter or Reporter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    kwargs = likelihood_kwargs or {}
     results = []
     for dataset in datasets:
         dataset_base = config_for_dataset(base, dataset)
         runs: dict[str, TrainResult] = {}
-        for name in likelihoods:
-            cfg = dataset_base.replace(
-                **{"model.likelihood": name, "model.likelihood_kwargs": kwargs.get(name, {})}
-            )
-            reporter.message(f"[bold]{dataset}[/bold]: training with the {name} likelihood")
-            runs[name] = train(cfg, out / dataset / name, reporter=reporter)
-            if runs[name].status == "interrupted":
+        for variant in variants:
+            cfg = dataset_base.replace(**variant.changes)
+            reporter.message(f"[bold]{dataset}[/bold]: training {_describe(cfg)}")
+            run = runs[variant.name] = train(cfg, out / dataset / variant.name, reporter=reporter)
+            if run.status == "interrupted":
                 raise KeyboardInterrupt(
-                    f"comparison interrupted while training {name} on {dataset}; its last "
-                    f"checkpoint is in {runs[name].run_dir / 'checkpoints'}"
+                    f"comparison interrupted while training {variant.name} on {dataset}; its "
+                    f"last checkpoint is in {run.run_dir / 'checkpoints'}"
                 )
         comparison = DatasetComparison(dataset, runs)
-        first = likelihoods[0]
-        for name in likelihoods[1:]:
+        first = names[0]
+        for name in names[1:]:
             comparison.paired.append(
                 paired_comparison(
                     first, runs[first].test.per_image, name, runs[name].test.per_image
@@ -149,7 +234,7 @@ def compare(
         comparison.learning_curves = plot_learning_curves(
             {name: read_metrics(r.run_dir / "metrics.jsonl") for name, r in runs.items()},
             out / dataset / "learning_curves.png",
-            title=f"{dataset}: " + " vs ".join(likelihoods),
+            title=f"{dataset}: " + " vs ".join(names),
         )
         shown = {name: r.samples for name, r in runs.items() if r.samples}
         if shown:
@@ -158,10 +243,20 @@ def compare(
             Image.fromarray(side_by_side(grids, labels=list(shown))).save(comparison.samples)
         results.append(comparison)
     report_json = out / "report.json"
-    report_json.write_text(json.dumps(_report_dict(likelihoods, base, results), indent=2) + "\n")
+    report_json.write_text(json.dumps(_report_dict(variants, base, results), indent=2) + "\n")
     report_md = out / "report.md"
-    report_md.write_text(_report_markdown(likelihoods, base, results))
+    report_md.write_text(_report_markdown(names, base, results))
     return ComparisonReport(out, results, report_md, report_json)
+
+
+def _describe(config: TrainConfig) -> str:
+    """``the dmol likelihood (num_mixtures=5) and the gated_resnet block``."""
+    model = config.model
+    kwargs = ", ".join(f"{k}={v}" for k, v in model.likelihood_kwargs.items())
+    return (
+        f"the {model.likelihood} likelihood{f' ({kwargs})' if kwargs else ''} and the "
+        f"{model.block} block"
+    )
 
 
 def _run_dict(r: TrainResult) -> dict[str, Any]:
@@ -177,10 +272,10 @@ def _run_dict(r: TrainResult) -> dict[str, Any]:
 
 
 def _report_dict(
-    likelihoods, base: TrainConfig, results: list[DatasetComparison]
+    variants: list[Variant], base: TrainConfig, results: list[DatasetComparison]
 ) -> dict[str, Any]:
     return {
-        "likelihoods": likelihoods,
+        "variants": [v.to_dict() for v in variants],
         "budget": {"max_steps": base.max_steps, "max_minutes": base.max_minutes},
         "seed": base.seed,
         "base_config": base.to_dict(),
@@ -196,22 +291,23 @@ def _report_dict(
     }
 
 
-def _report_markdown(likelihoods, base: TrainConfig, results: list[DatasetComparison]) -> str:
+def _report_markdown(names: list[str], base: TrainConfig, results: list[DatasetComparison]) -> str:
     budget = (
         f"{base.max_steps} steps" if base.max_steps is not None else f"{base.max_minutes} minutes"
     )
     lines = [
-        "# Likelihood comparison",
+        "# Comparison",
         "",
-        f"Likelihoods: {', '.join(likelihoods)}. Same architecture, budget ({budget}) and seed ({base.seed}) "
-        "for each; test bits/dim with the EMA weights; 95% confidence intervals over test images.",
+        f"Variants: {', '.join(names)} (the first is the baseline). Same budget ({budget}) and "
+        f"seed ({base.seed}) for each; test bits/dim with the EMA weights; 95% confidence "
+        "intervals over test images.",
         "",
     ]
     for c in results:
         lines += [
             f"## {c.dataset}",
             "",
-            "| likelihood | test bits/dim | 95% CI | parameters | train images/s | train time (s) | steps |",
+            "| variant | test bits/dim | 95% CI | parameters | train images/s | train time (s) | steps |",
             "|---|---|---|---|---|---|---|",
         ]
         for name, r in c.runs.items():

@@ -46,12 +46,16 @@ def new_run_id() -> str:
 def new_run_dir(root: str | os.PathLike, config) -> Path:
     """``root/<date>-<time>-<dataset>-<likelihood>``, made unique."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    base = Path(root) / f"{stamp}-{config.dataset}-{config.model.likelihood}"
-    path, k = base, 1
-    while path.exists():
+    return unique_path(Path(root) / f"{stamp}-{config.dataset}-{config.model.likelihood}")
+
+
+def unique_path(path: Path) -> Path:
+    """``path``, or ``path-2``, ``path-3``, ... : the first that does not exist."""
+    candidate, k = path, 1
+    while candidate.exists():
         k += 1
-        path = base.with_name(f"{base.name}-{k}")
-    return path
+        candidate = path.with_name(f"{path.name}-{k}")
+    return candidate
 
 
 def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
