@@ -26,7 +26,7 @@ from .layers import (
     right_shift,
 )
 from .model import PixelCNNPP
-from .precision import exact_float32, set_tf32
+from .precision import exact_float32, set_tf32, tf32
 from .sampling import METHODS as SAMPLING_METHODS
 
 __all__ = [
@@ -53,5 +53,6 @@ __all__ = [
     "register_block",
     "right_shift",
     "set_tf32",
+    "tf32",
     "verify_block",
 ]

@@ -17,16 +17,21 @@ import torch
 
 
 @contextlib.contextmanager
-def exact_float32() -> Iterator[None]:
-    """Run the block with TF32 off for cuDNN convolutions and CUDA matmuls."""
+def tf32(enabled: bool) -> Iterator[None]:
+    """Run the block with TF32 allowed (or not) for cuDNN convolutions and CUDA matmuls, and
+    restore the switches as they were afterwards."""
     cudnn, matmul = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cudnn.allow_tf32 = False
-    torch.backends.cuda.matmul.allow_tf32 = False
+    set_tf32(enabled)
     try:
         yield
     finally:
         torch.backends.cudnn.allow_tf32 = cudnn
         torch.backends.cuda.matmul.allow_tf32 = matmul
+
+
+def exact_float32() -> contextlib.AbstractContextManager[None]:
+    """Run the block with TF32 off for cuDNN convolutions and CUDA matmuls."""
+    return tf32(False)
 
 
 def set_tf32(enabled: bool) -> None:

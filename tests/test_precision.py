@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from pixelcnnpp.autoregressive import exact_float32, set_tf32
+from pixelcnnpp.autoregressive import exact_float32, set_tf32, tf32
 
 
 def switches():
@@ -33,3 +33,11 @@ def test_exact_float32_restores_after_an_error(restore_switches):
     with pytest.raises(KeyError), exact_float32():
         raise KeyError("x")
     assert switches() == (True, True)
+
+
+@pytest.mark.parametrize(("before", "inside"), [(False, True), (True, False), (True, True)])
+def test_tf32_sets_the_switches_inside_and_restores_them(restore_switches, before, inside):
+    set_tf32(before)
+    with tf32(inside):
+        assert switches() == (inside, inside)
+    assert switches() == (before, before)

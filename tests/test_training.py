@@ -215,6 +215,16 @@ def test_resume_after_kill_reproduces_the_uninterrupted_losses(tiny_npz, tmp_pat
     assert resumed == reference  # bit for bit: data order, dropout masks, Adam, EMA, schedule
 
 
+def test_resume_from_a_checkpoint_at_the_end_of_an_epoch(tiny_npz, tmp_path):
+    # 32 images of 8: the checkpoint at step 4 closes epoch 0, the resumed run opens epoch 1
+    config = tiny_config(tiny_npz, subset=32, validation_size=0, max_steps=8)
+    reference = train_losses(train(config, tmp_path / "reference", evaluate_test=False).run_dir)
+    train(config.replace(max_steps=4), tmp_path / "run", evaluate_test=False)
+    assert load_checkpoint(tmp_path / "run")["batch_in_epoch"] == 4
+    train(resume=tmp_path / "run", overrides={"max_steps": 8}, evaluate_test=False)
+    assert train_losses(tmp_path / "run") == reference
+
+
 def test_resume_keeps_the_config_and_refuses_other_changes(tiny_npz, tmp_path):
     run = train(
         tiny_config(tiny_npz, max_steps=4, validation_size=0), tmp_path / "r", evaluate_test=False

@@ -17,6 +17,7 @@ import contextlib
 import math
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DistributedSampler
 
-from pixelcnnpp.autoregressive import PixelCNNPP, set_tf32
+from pixelcnnpp.autoregressive import PixelCNNPP, tf32
 from pixelcnnpp.likelihoods import bits_per_dim
 
 from .checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint
@@ -348,6 +349,17 @@ class _DeviceBatches:
         return x, labels
 
 
+class _Session:
+    """Training time and images of this process's session, on top of the run's earlier time."""
+
+    def __init__(self, base_seconds: float):
+        self.base, self.start, self.images = base_seconds, time.perf_counter(), 0
+
+    def seconds(self) -> float:
+        """The run's training time so far."""
+        return self.base + time.perf_counter() - self.start
+
+
 class _Run:
     def __init__(
         self,
@@ -542,6 +554,59 @@ class _Run:
     def run(self, evaluate_test: bool) -> TrainResult:
         cfg, ctx = self.config, self.ctx
         on_main(ctx, self._start_files)
+        batches = self._batches()
+        autocast = (
+            torch.autocast(ctx.device.type, dtype=torch.bfloat16)
+            if self.precision == "bf16"
+            else contextlib.nullcontext()
+        )
+        self.reporter.start(cfg.max_steps, self.step)
+        status, window_start, last_metrics = "completed", time.perf_counter(), {}
+        self.last_checkpoint_time = time.perf_counter()
+        session = _Session(self.train_seconds)
+        with tf32(cfg.tf32), StopRequest().installed() as stop:
+            while True:
+                self.train_seconds = session.seconds()
+                if cfg.max_steps is not None and self.step >= cfg.max_steps:
+                    break
+                if not ctx.distributed or self.step % cfg.log_every == 0:
+                    ending = self._poll(stop)
+                    if ending in ("interrupted", "time_limit"):
+                        status = ending
+                        break
+                    if ending == "checkpoint" and self.step > self.last_checkpoint_step:
+                        self._checkpoint()
+                x, labels = next(batches)
+                self._train_step(x, labels, autocast)
+                self.step += 1
+                session.images += len(x) * ctx.world_size
+                self.images_seen += len(x) * ctx.world_size
+                if self.step % cfg.log_every == 0:
+                    last_metrics = self._log(time.perf_counter() - window_start) or last_metrics
+                    window_start = time.perf_counter()
+                self.reporter.step(self.step, last_metrics)
+                self._periodic()
+        self.train_seconds = session.seconds()
+        self.reporter.finish()
+        self._check_streak()
+        if self.step > self.last_checkpoint_step:
+            self._checkpoint()
+        result = self._result(status, session)
+        if status != "interrupted":
+            try:
+                self._finish(result, evaluate_test)
+                return result
+            except KeyboardInterrupt:
+                result.status = "interrupted"
+                on_main(ctx, lambda: self._write_results(result, stage="final evaluation"))
+                return result
+        on_main(ctx, lambda: self._write_results(result))
+        return result
+
+    def _batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+        """This process's training batches from the run's position on: each epoch a new
+        shuffle (seeded by the epoch, the same on every process), split across processes."""
+        cfg, ctx = self.config, self.ctx
         sampler = DistributedSampler(
             range(len(self.train_ds)),
             num_replicas=ctx.world_size,
@@ -553,99 +618,53 @@ class _Run:
         per_epoch = len(sampler) // cfg.batch_size
         if per_epoch == 0:
             raise ValueError(
-                f"batch_size {cfg.batch_size} x {ctx.world_size} processes exceeds the {len(self.train_ds)} training images"
+                f"batch_size {cfg.batch_size} x {ctx.world_size} processes exceeds the "
+                f"{len(self.train_ds)} training images"
             )
-        autocast = (
-            torch.autocast(ctx.device.type, dtype=torch.bfloat16)
-            if self.precision == "bf16"
-            else contextlib.nullcontext()
-        )
         batches = _DeviceBatches(self.train_ds, ctx.device, cfg.model.num_classes is not None)
-        total = cfg.max_steps
-        self.reporter.start(total, self.step)
-        status, order = "completed", None
-        window_start, last_metrics = time.perf_counter(), {}
-        self.last_checkpoint_time = time.perf_counter()
-        session_start, session_base = time.perf_counter(), self.train_seconds
-        session_images = 0
-        tf32 = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-        set_tf32(cfg.tf32)
-        try:
-            with StopRequest().installed() as stop:
-                while True:
-                    self.train_seconds = session_base + time.perf_counter() - session_start
-                    if total is not None and self.step >= total:
-                        break
-                    if not ctx.distributed or self.step % cfg.log_every == 0:
-                        ending = self._poll(stop)
-                        if ending in ("interrupted", "time_limit"):
-                            status = ending
-                            break
-                        if ending == "checkpoint" and self.step > self.last_checkpoint_step:
-                            self._checkpoint()
-                    if order is None or self.batch_in_epoch >= per_epoch:
-                        if order is not None:
-                            self.epoch, self.batch_in_epoch = self.epoch + 1, 0
-                        sampler.set_epoch(self.epoch)
-                        order = batches.epoch_order(list(iter(sampler)))
-                    first = self.batch_in_epoch * cfg.batch_size
-                    x, labels = batches(order[first : first + cfg.batch_size])
-                    self.batch_in_epoch += 1
-                    self._train_step(x, labels, autocast)
-                    self.step += 1
-                    session_images += len(x) * ctx.world_size
-                    self.images_seen += len(x) * ctx.world_size
+        return self._epochs(sampler, per_epoch, batches)
 
-                    if self.step % cfg.log_every == 0:
-                        elapsed = time.perf_counter() - window_start
-                        last_metrics = self._log(elapsed) or last_metrics
-                        window_start = time.perf_counter()
-                    self.reporter.step(self.step, last_metrics)
+    def _epochs(self, sampler, per_epoch: int, batches: _DeviceBatches):
+        # a generator apart from _batches, so that a bad batch size fails when asked, not at
+        # the first step
+        order = None
+        while True:
+            if self.batch_in_epoch >= per_epoch:  # also when resumed at the end of an epoch
+                self.epoch, self.batch_in_epoch, order = self.epoch + 1, 0, None
+            if order is None:
+                sampler.set_epoch(self.epoch)
+                order = batches.epoch_order(list(iter(sampler)))
+            first = self.batch_in_epoch * self.config.batch_size
+            self.batch_in_epoch += 1
+            yield batches(order[first : first + self.config.batch_size])
 
-                    if (
-                        cfg.eval_every
-                        and self.step % cfg.eval_every == 0
-                        and self.val_ds is not None
-                    ):
-                        self._validate(cfg.eval_max_images)
-                    if cfg.sample_every and self.step % cfg.sample_every == 0:
-                        path = self.folder.samples_dir / f"step-{self.step:08d}.png"
-                        on_main(ctx, lambda path=path: self._sample(path))
-                    if self.step % cfg.checkpoint_every == 0:
-                        self._checkpoint()
-        finally:
-            torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
-
-        self.train_seconds = session_base + time.perf_counter() - session_start
-        session_seconds = self.train_seconds - session_base
-        self.reporter.finish()
-        self._check_streak()
-        if self.step > self.last_checkpoint_step:
+    def _periodic(self) -> None:
+        """Validation, a sample grid and a checkpoint, on the steps the config asks."""
+        cfg, step = self.config, self.step
+        if cfg.eval_every and step % cfg.eval_every == 0 and self.val_ds is not None:
+            self._validate(cfg.eval_max_images)
+        if cfg.sample_every and step % cfg.sample_every == 0:
+            path = self.folder.samples_dir / f"step-{step:08d}.png"
+            on_main(self.ctx, lambda: self._sample(path))
+        if step % cfg.checkpoint_every == 0:
             self._checkpoint()
-        if session_images:
-            speed = session_images / session_seconds if session_seconds > 0 else 0.0
+
+    def _result(self, status: str, session: _Session) -> TrainResult:
+        # images/s of this session; a resumed run that trained no further reports the run's
+        if session.images:
+            seconds, images = self.train_seconds - session.base, session.images
         else:
-            speed = self.images_seen / self.train_seconds if self.train_seconds > 0 else 0.0
-        result = TrainResult(
+            seconds, images = self.train_seconds, self.images_seen
+        return TrainResult(
             run_dir=self.folder.path,
             step=self.step,
             status=status,
             train_seconds=self.train_seconds,
-            images_per_sec=speed,
+            images_per_sec=images / seconds if seconds > 0 else 0.0,
             num_parameters=self.num_parameters,
             bad_steps=self.counters.read(self.ctx)[3],
             checkpoint=self.checkpoint_path,
         )
-        if status == "interrupted":
-            on_main(ctx, lambda: self._write_results(result))
-            return result
-        try:
-            self._finish(result, evaluate_test)
-        except KeyboardInterrupt:
-            result.status = "interrupted"
-            on_main(ctx, lambda: self._write_results(result, stage="final evaluation"))
-            return result
-        return result
 
     def _poll(self, stop: StopRequest) -> str | None:
         """What ends or interrupts the loop now, agreed by every process."""
