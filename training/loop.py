@@ -17,7 +17,6 @@ import contextlib
 import math
 import os
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,11 +25,11 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.utils.data import DistributedSampler
 
 from pixelcnnpp.autoregressive import PixelCNNPP, tf32
 from pixelcnnpp.likelihoods import bits_per_dim
 
+from .batches import TrainingBatches
 from .checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint
 from .config import TrainConfig
 from .data import load_dataset
@@ -310,45 +309,6 @@ class _Counters:
         self.good.zero_()
 
 
-class _DeviceBatches:
-    """Training batches on the run's device without a wait for the GPU per step.
-
-    A copy from ordinary (pageable) host memory to a GPU waits for the GPU's stream, so on
-    CUDA the training images move to the GPU once when they fit (up to 4 GiB and a quarter
-    of the free memory: Fashion-MNIST is 47 MB, CIFAR-10 150 MB); otherwise each batch is
-    gathered into pinned memory and copied without waiting. On CPU nothing moves.
-    """
-
-    LIMIT = 4 * 2**30
-
-    def __init__(self, dataset, device: torch.device, use_labels: bool):
-        self.device = device
-        self.images = dataset.images
-        self.labels = dataset.labels if use_labels else None
-        self.resident = device.type != "cuda"
-        if device.type == "cuda":
-            size = self.images.nbytes + (self.labels.nbytes if self.labels is not None else 0)
-            free, _ = torch.cuda.mem_get_info(device)
-            if size <= min(self.LIMIT, free // 4):
-                self.images = self.images.to(device)
-                self.labels = self.labels.to(device) if self.labels is not None else None
-                self.resident = True
-
-    def epoch_order(self, indices: list[int]) -> torch.Tensor:
-        """An epoch's image order, where the images are (one copy per epoch)."""
-        order = torch.tensor(indices)
-        return order.to(self.device) if self.resident else order
-
-    def __call__(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        x = self.images[indices]
-        labels = self.labels[indices] if self.labels is not None else None
-        if not self.resident:
-            x = x.pin_memory().to(self.device, non_blocking=True)
-            if labels is not None:
-                labels = labels.pin_memory().to(self.device, non_blocking=True)
-        return x, labels
-
-
 class _Session:
     """Training time and images of this process's session, on top of the run's earlier time."""
 
@@ -391,8 +351,10 @@ class _Run:
             self.model = self.model.to(memory_format=torch.channels_last)
         _standard_strides(self.model)
         self.optimizer = Adam(self.model.parameters(), cfg.lr, cfg.betas, cfg.lr_decay, ctx.device)
-        self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
-        self.train_seconds, self.images_seen = 0.0, 0
+        self.batches = TrainingBatches(
+            self.train_ds, ctx, cfg.batch_size, cfg.seed, mcfg.num_classes is not None
+        )
+        self.step, self.train_seconds, self.images_seen = 0, 0.0, 0
         self.best = math.inf
         window, bad_total = LogWindow(), 0
         if state is None:
@@ -470,7 +432,8 @@ class _Run:
         self.model.load_state_dict(state.model)
         self.ema.load_state_dict(state.ema, state.ema_updates)
         self.optimizer.load_state_dict(state.optimizer)
-        self.step, self.epoch, self.batch_in_epoch = state.step, state.epoch, state.batch_in_epoch
+        self.step = state.step
+        self.batches.epoch, self.batches.batch_in_epoch = state.epoch, state.batch_in_epoch
         self.train_seconds, self.images_seen = state.train_seconds, state.images_seen
         self.best = state.best_validation_bits_per_dim
         if len(state.rng) == self.ctx.world_size:
@@ -496,8 +459,8 @@ class _Run:
             optimizer=self.optimizer.state_dict(),
             rng=rng,
             step=self.step,
-            epoch=self.epoch,
-            batch_in_epoch=self.batch_in_epoch,
+            epoch=self.batches.epoch,
+            batch_in_epoch=self.batches.batch_in_epoch,
             train_seconds=self.train_seconds,
             images_seen=self.images_seen,
             bad_steps=self.counters.read(self.ctx)[3],
@@ -554,7 +517,7 @@ class _Run:
     def run(self, evaluate_test: bool) -> TrainResult:
         cfg, ctx = self.config, self.ctx
         on_main(ctx, self._start_files)
-        batches = self._batches()
+        batches = self.batches
         autocast = (
             torch.autocast(ctx.device.type, dtype=torch.bfloat16)
             if self.precision == "bf16"
@@ -602,41 +565,6 @@ class _Run:
                 return result
         on_main(ctx, lambda: self._write_results(result))
         return result
-
-    def _batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
-        """This process's training batches from the run's position on: each epoch a new
-        shuffle (seeded by the epoch, the same on every process), split across processes."""
-        cfg, ctx = self.config, self.ctx
-        sampler = DistributedSampler(
-            range(len(self.train_ds)),
-            num_replicas=ctx.world_size,
-            rank=ctx.rank,
-            shuffle=True,
-            seed=cfg.seed,
-            drop_last=True,
-        )
-        per_epoch = len(sampler) // cfg.batch_size
-        if per_epoch == 0:
-            raise ValueError(
-                f"batch_size {cfg.batch_size} x {ctx.world_size} processes exceeds the "
-                f"{len(self.train_ds)} training images"
-            )
-        batches = _DeviceBatches(self.train_ds, ctx.device, cfg.model.num_classes is not None)
-        return self._epochs(sampler, per_epoch, batches)
-
-    def _epochs(self, sampler, per_epoch: int, batches: _DeviceBatches):
-        # a generator apart from _batches, so that a bad batch size fails when asked, not at
-        # the first step
-        order = None
-        while True:
-            if self.batch_in_epoch >= per_epoch:  # also when resumed at the end of an epoch
-                self.epoch, self.batch_in_epoch, order = self.epoch + 1, 0, None
-            if order is None:
-                sampler.set_epoch(self.epoch)
-                order = batches.epoch_order(list(iter(sampler)))
-            first = self.batch_in_epoch * self.config.batch_size
-            self.batch_in_epoch += 1
-            yield batches(order[first : first + self.config.batch_size])
 
     def _periodic(self) -> None:
         """Validation, a sample grid and a checkpoint, on the steps the config asks."""
@@ -717,7 +645,7 @@ class _Run:
         record = {
             "kind": "train",
             "step": self.step,
-            "epoch": self.epoch,
+            "epoch": self.batches.epoch,
             "loss": mean_loss,
             "bits_per_dim": bits_per_dim(-mean_loss, self.dims),
             "images_per_sec": cfg.log_every * cfg.batch_size * ctx.world_size / elapsed,
