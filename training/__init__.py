@@ -1,6 +1,19 @@
 """Datasets, the training loop, evaluation, checkpoints and distributed training.
 
 >>> from pixelcnnpp.training import TrainConfig, train, preset, load_dataset, evaluate
+
+Where each thing lives, one concept per module:
+
+- ``config``: ``TrainConfig`` and the presets; ``data/``: datasets, one module per on-disk
+  format (see docs/datasets.md).
+- ``loop``: ``train``, the loop itself; ``batches``: the epoch order of the training
+  images; ``optim``: Adam and the weight average; ``rng``: random states; ``stop``: signals.
+- ``run_folder``: the layout of a run folder; ``train_state``: what a checkpoint holds;
+  ``checkpoint``: reading and keeping checkpoints; ``atomic``: writes that land whole or not
+  at all; ``metrics``: the metrics log.
+- ``evaluation``: bits/dim on a split; ``compare``: variants trained alike and compared;
+  ``images``: grids and plots; ``reporting``: progress output; ``distributed``: devices,
+  precision and process groups.
 """
 
 from .checkpoint import (
