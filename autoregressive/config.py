@@ -6,13 +6,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from pixelcnnpp.checks import check_int
 from pixelcnnpp.likelihoods import num_levels
-
-
-def _positive_int(name: str, value, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value
 
 
 @dataclass
@@ -38,12 +33,12 @@ class PixelCNNConfig:
         if not isinstance(shape, (tuple, list)) or len(shape) != 3:
             raise ValueError(f"image_shape must be (C, H, W), got {shape!r}")
         for axis, value in zip("CHW", shape, strict=True):
-            _positive_int(f"image_shape {axis}", value)
+            check_int(f"image_shape {axis}", value)
         self.image_shape = tuple(shape)
         num_levels(self.num_bits)
-        _positive_int("num_filters", self.num_filters)
-        _positive_int("num_resnet", self.num_resnet, 0)
-        _positive_int("num_stages", self.num_stages)
+        check_int("num_filters", self.num_filters)
+        check_int("num_resnet", self.num_resnet, 0)
+        check_int("num_stages", self.num_stages)
         if (
             isinstance(self.dropout, bool)
             or not isinstance(self.dropout, (int, float))
@@ -60,9 +55,9 @@ class PixelCNNConfig:
             if not isinstance(getattr(self, name), str):
                 raise ValueError(f"{name} must be a name (str), got {getattr(self, name)!r}")
         if self.num_classes is not None:
-            _positive_int("num_classes", self.num_classes)
+            check_int("num_classes", self.num_classes)
         if self.cond_dim is not None:
-            _positive_int("cond_dim", self.cond_dim)
+            check_int("cond_dim", self.cond_dim)
 
     @property
     def conditioning_dim(self) -> int | None:

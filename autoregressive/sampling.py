@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch.nn.utils import parametrize
 
+from pixelcnnpp.checks import check_int
 from pixelcnnpp.likelihoods import scale_pixels
 
 from .blocks import GatedResnet
@@ -58,8 +59,7 @@ def sample(
 ):
     """Draw ``n`` images ``[n, C, H, W]`` from ``model``; see ``PixelCNNPP.sample``."""
     temperature = _check_options(method, temperature)
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive integer, got {n!r}")
+    check_int("n", n, 1, expected="a positive integer")
     hvec = model.check_inputs(None, labels, cond, batch=n)
     c, h, w = model.config.image_shape
     x = torch.zeros(n, c, h, w, dtype=torch.long, device=model.u_init.conv.bias.device)
@@ -82,11 +82,14 @@ def complete(
     temperature = _check_options(method, temperature)
     hvec = model.check_inputs(x, labels, cond)
     _, h, w = model.config.image_shape
-    if isinstance(num_known, bool) or not isinstance(num_known, int) or not 0 <= num_known <= h * w:
-        raise ValueError(
-            f"num_known must be an integer in [0, {h * w}] (the pixels of a {h}x{w} image kept, "
-            f"in raster order), got {num_known!r}"
-        )
+    check_int(
+        "num_known",
+        num_known,
+        0,
+        h * w,
+        expected=f"an integer in [0, {h * w}] (the pixels of a {h}x{w} image kept, "
+        "in raster order)",
+    )
     device = model.u_init.conv.bias.device
     x = x.to(device=device, dtype=torch.long, copy=True)
     if num_known == h * w:

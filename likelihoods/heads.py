@@ -11,6 +11,7 @@ from torch import nn
 from torch.distributions import Distribution
 from torch.nn.utils.parametrizations import weight_norm as apply_weight_norm
 
+from pixelcnnpp.checks import check_int
 from pixelcnnpp.registry import Registry
 
 from .mixture import DiscretizedLogisticMixture
@@ -65,8 +66,7 @@ class LikelihoodHead(nn.Module):
         weight_norm: bool = False,
     ):
         super().__init__()
-        if isinstance(num_channels, bool) or not isinstance(num_channels, int) or num_channels < 1:
-            raise ValueError(f"num_channels must be an integer >= 1, got {num_channels!r}")
+        check_int("num_channels", num_channels)
         self.num_channels = num_channels
         self.num_bits = check_num_bits(num_bits)
         self.in_channels = in_channels
@@ -77,10 +77,7 @@ class LikelihoodHead(nn.Module):
                 )
             self.proj = nn.LazyConv2d(num_outputs, kernel_size=1)
         else:
-            if isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < 1:
-                raise ValueError(
-                    f"in_channels must be a positive integer or None, got {in_channels!r}"
-                )
+            check_int("in_channels", in_channels, expected="a positive integer or None")
             self.proj = nn.Conv2d(in_channels, num_outputs, kernel_size=1)
             if weight_norm:
                 apply_weight_norm(self.proj)
@@ -152,8 +149,7 @@ class DiscretizedLogisticMixtureHead(LikelihoodHead):
         min_log_scale: float = -7.0,
         weight_norm: bool = False,
     ):
-        if isinstance(num_mixtures, bool) or not isinstance(num_mixtures, int) or num_mixtures < 1:
-            raise ValueError(f"num_mixtures must be an integer >= 1, got {num_mixtures!r}")
+        check_int("num_mixtures", num_mixtures)
         outputs = DiscretizedLogisticMixture.num_params(num_channels, num_mixtures)
         super().__init__(num_channels, num_bits, outputs, in_channels, weight_norm)
         self.num_mixtures = num_mixtures

@@ -6,6 +6,8 @@ import math
 
 import torch
 
+from pixelcnnpp.checks import check_int
+
 
 def bits_per_dim(log_prob: torch.Tensor | float, num_dims: int) -> torch.Tensor | float:
     """Negative log-likelihood in bits per dimension: ``-log_prob / (num_dims * ln 2)``.
@@ -13,6 +15,5 @@ def bits_per_dim(log_prob: torch.Tensor | float, num_dims: int) -> torch.Tensor 
     ``log_prob`` is in nats, summed over the ``num_dims = C * H * W`` sub-pixels of an image
     (any shape, converted elementwise).
     """
-    if isinstance(num_dims, bool) or not isinstance(num_dims, int) or num_dims < 1:
-        raise ValueError(f"num_dims must be a positive integer (C * H * W), got {num_dims!r}")
+    check_int("num_dims", num_dims, 1, expected="a positive integer (C * H * W)")
     return -log_prob / (num_dims * math.log(2.0))

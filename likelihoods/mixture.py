@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
+from pixelcnnpp.checks import check_int
+
 from .discrete import DiscretePixelDistribution, finite
 from .logistic import batch_first, differentiating, discretized_logistic_log_mass, transformed
 from .pixels import (
@@ -279,8 +281,7 @@ class DiscretizedLogisticMixture(DiscretePixelDistribution):
         channel-major (``(c k)``, ``(pair k)``). Log-scales are floored at ``min_log_scale``;
         coefficients pass through ``tanh``.
         """
-        if isinstance(num_channels, bool) or not isinstance(num_channels, int) or num_channels < 1:
-            raise ValueError(f"num_channels must be an integer >= 1, got {num_channels!r}")
+        check_int("num_channels", num_channels)
         if not isinstance(params, torch.Tensor) or params.dim() < 3:
             got = tuple(params.shape) if isinstance(params, torch.Tensor) else type(params).__name__
             raise ValueError(f"params must be a tensor [*, K*(1 + 2C + C(C-1)/2), H, W], got {got}")

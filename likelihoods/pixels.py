@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import torch
 
+from pixelcnnpp.checks import check_int
+
 MAX_BITS = 16
 
 
@@ -31,9 +33,7 @@ def physical(t: torch.Tensor) -> torch.Tensor:
 
 def check_num_bits(num_bits: int) -> int:
     """Return ``num_bits`` if it is an integer in ``1..16``, else raise ``ValueError``."""
-    if isinstance(num_bits, bool) or not isinstance(num_bits, int) or not 1 <= num_bits <= MAX_BITS:
-        raise ValueError(f"num_bits must be an integer in 1..{MAX_BITS}, got {num_bits!r}")
-    return num_bits
+    return check_int("num_bits", num_bits, 1, MAX_BITS)
 
 
 def num_levels(num_bits: int) -> int:

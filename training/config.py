@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pixelcnnpp.autoregressive import PixelCNNConfig
+from pixelcnnpp.checks import is_int
 from pixelcnnpp.registry import Registry
 
 PRECISIONS = ("fp32", "bf16", "auto")
@@ -146,7 +147,7 @@ class TrainConfig:
 def _check(name, value, kind, minimum=None, maximum=None, strict=False, optional=False):
     if value is None and optional:
         return
-    if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else int):
+    if not (is_int(value) or (kind is float and isinstance(value, float))):
         raise ValueError(
             f"{name} must be {'a number' if kind is float else 'an integer'}, got {value!r}"
         )

@@ -13,6 +13,8 @@ import torch
 from einops import rearrange
 from PIL import Image, ImageDraw, ImageFont
 
+from pixelcnnpp.checks import check_int
+
 # A tile this many screen pixels on its longer side is comfortable to look at (28x28 -> 4x).
 COMFORTABLE_TILE = 112
 
@@ -25,10 +27,8 @@ def default_scale(height: int, width: int) -> int:
 
 def _check_grid_options(nrow: int | None, scale: int | None) -> None:
     for name, value in (("nrow", nrow), ("scale", scale)):
-        if value is not None and (
-            isinstance(value, bool) or not isinstance(value, int) or value < 1
-        ):
-            raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
+        if value is not None:
+            check_int(name, value, 1, expected="a positive integer or None")
 
 
 def image_grid(

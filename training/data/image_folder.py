@@ -11,7 +11,9 @@ import numpy as np
 from einops import rearrange
 from PIL import Image, UnidentifiedImageError
 
-from .errors import DatasetError, is_int
+from pixelcnnpp.checks import is_int
+
+from .errors import DatasetError
 from .formats import ArraySplit, register_format
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
