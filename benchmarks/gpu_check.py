@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pixelcnnpp.autoregressive import PixelCNNConfig, PixelCNNPP, exact_float32
+from pixelcnnpp.autoregressive import PixelCNNConfig, PixelCNNPP, exact_float32, list_blocks
 from pixelcnnpp.training import (
     TrainConfig,
     evaluate,
@@ -163,11 +163,11 @@ def check_resume(args):
     return f"largest relative difference {worst:.1e}"
 
 
-def tiny_model(device, dtype=torch.float32) -> PixelCNNPP:
+def tiny_model(device, dtype=torch.float32, block: str = "gated_resnet") -> PixelCNNPP:
     torch.manual_seed(0)
     config = PixelCNNConfig(
         image_shape=(1, 8, 8), num_filters=16, num_resnet=1, num_stages=2, dropout=0.0,
-        likelihood_kwargs={"num_mixtures": 3},
+        likelihood_kwargs={"num_mixtures": 3}, block=block,
     )  # fmt: skip
     return PixelCNNPP(config).to(device=device, dtype=dtype).eval()
 
@@ -184,6 +184,22 @@ def check_sampling(args):
         same = torch.equal(images["cached"], images["naive"])
         assert same, f"{dtype}: {int((images['cached'] != images['naive']).sum())} pixels differ"
     return "4 images each, identical"
+
+
+@check("every registered block: cached == naive sampling (float64), one compiled graph")
+def check_blocks(args):
+    device = torch.device(args.device)
+    for name in list_blocks():
+        model = tiny_model(device, torch.float64, name)
+        images = [
+            model.sample(2, method=m, generator=torch.Generator(device=device).manual_seed(1))
+            for m in ("cached", "naive")
+        ]
+        assert torch.equal(*images), f"{name}: cached and naive sampling differ"
+        model = tiny_model(device, torch.float32, name).train()
+        x = torch.randint(0, 256, (2, 1, 8, 8), device=device)
+        model.compiled_nll(backend=args.compile_backend)(x).mean().backward()
+    return ", ".join(list_blocks())
 
 
 @check("evaluation on CUDA equals evaluation on CPU (float32, TF32 off) to 1e-4 bits/dim", True)
@@ -349,7 +365,7 @@ def main() -> int:
     parser.add_argument(
         "--checks", type=lambda text: set(text.split(",")), default=None,
         help="only these checks, e.g. resume,sampling (names: bf16, compile, resume, "
-        "sampling, eval_devices, ddp, cli, no_gpu)",
+        "sampling, blocks, eval_devices, ddp, cli, no_gpu)",
     )  # fmt: skip
     args = parser.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -361,8 +377,8 @@ def main() -> int:
         args.work = Path(work)
         (args.work / "data").mkdir()
         args.data = synthetic_data(args.work / "data")
-        for run in (check_bf16, check_compile, check_resume, check_sampling, check_eval_devices,
-                    check_ddp, check_cli, check_no_gpu):  # fmt: skip
+        for run in (check_bf16, check_compile, check_resume, check_sampling, check_blocks,
+                    check_eval_devices, check_ddp, check_cli, check_no_gpu):  # fmt: skip
             run(args)
         rows = [] if args.quick else throughput(args)
         pixels = None if args.quick else sampling_pixels_per_second(args)
