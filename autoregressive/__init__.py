@@ -14,6 +14,7 @@ from .blocks import (
 )
 from .causality import CausalityError, check_causality, verify_block
 from .config import PixelCNNConfig
+from .gated_pixelcnn import GatedPixelCNN
 from .layers import (
     NONLINEARITIES,
     Dropout,
@@ -35,6 +36,7 @@ __all__ = [
     "SAMPLING_METHODS",
     "CausalityError",
     "Dropout",
+    "GatedPixelCNN",
     "GatedResnet",
     "NetworkInNetwork",
     "Nonlinearity",

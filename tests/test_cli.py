@@ -25,7 +25,7 @@ import typer
 from PIL import Image
 from typer.testing import CliRunner
 
-from pixelcnnpp.autoregressive import GatedResnet
+from pixelcnnpp.autoregressive import GatedResnet, list_blocks
 from pixelcnnpp.autoregressive.blocks import BLOCKS
 from pixelcnnpp.cli import app, reference
 from pixelcnnpp.cli import describe as describe_command
@@ -457,7 +457,9 @@ def test_datasets_lists_names_shapes_and_where_they_are(data_root, monkeypatch):
 def test_blocks_and_likelihoods_list_the_registries():
     blocks = invoke("blocks").stdout
     assert "gated_resnet" in blocks and "pixelcnnpp.autoregressive.blocks.GatedResnet" in blocks
-    assert "yes" in blocks
+    rows = {line.split("│")[1].strip(): line for line in blocks.splitlines() if line.count("│") > 3}  # fmt: skip
+    assert set(list_blocks()) <= set(rows), blocks
+    assert "yes" in rows["gated_resnet"] and "yes" in rows["gated_pixelcnn"]
     likelihoods = invoke("likelihoods").stdout
     assert "dmol" in likelihoods and "softmax" in likelihoods
 

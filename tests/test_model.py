@@ -18,7 +18,13 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from pixelcnnpp.autoregressive import CausalityError, PixelCNNConfig, PixelCNNPP, check_causality
+from pixelcnnpp.autoregressive import (
+    CausalityError,
+    PixelCNNConfig,
+    PixelCNNPP,
+    check_causality,
+    list_blocks,
+)
 from pixelcnnpp.likelihoods import list_likelihoods, scale_pixels
 
 DTYPE = torch.float64
@@ -249,17 +255,19 @@ CAUSALITY_CASES = [
 
 
 @pytest.mark.parametrize("kwargs", CAUSALITY_CASES, ids=lambda k: str(k["image_shape"]))
-def test_model_is_causal(kwargs):
-    model = randomized(PixelCNNPP(tiny(**kwargs)).to(DTYPE))
+@pytest.mark.parametrize("block", list_blocks())
+def test_model_is_causal(block, kwargs):
+    model = randomized(PixelCNNPP(tiny(**kwargs, block=block)).to(DTYPE))
     check_causality(model, batch_size=32)
 
 
 @pytest.mark.parametrize("kwargs", CAUSALITY_CASES[1:4], ids=lambda k: str(k["image_shape"]))
-def test_model_sees_its_neighbours_and_earlier_channels(kwargs):
+@pytest.mark.parametrize("block", list_blocks())
+def test_model_sees_its_neighbours_and_earlier_channels(block, kwargs):
     """The opposite of a leak: log p of sub-pixel ``(c, i, j)`` moves with the pixel to its left,
     the pixel above, and the earlier channels of its own pixel (a model that ignored its inputs
     would be trivially causal)."""
-    model = randomized(PixelCNNPP(tiny(**kwargs)).to(DTYPE)).eval()
+    model = randomized(PixelCNNPP(tiny(**kwargs, block=block)).to(DTYPE)).eval()
     config = model.config
     c, h, w = config.image_shape
     levels = 2**config.num_bits

@@ -5,6 +5,8 @@ A product of per-pixel conditionals sums to one only if each conditional sees no
 its pixel, so this checks the whole model (layers, blocks, head, channel coupling) at once.
 The parameters are redrawn from N(0, 0.5) so that the conditionals depend strongly on the
 earlier pixels; ``test_a_leaking_model_does_not_sum_to_one`` shows the check has teeth.
+
+Parametrized over ``list_blocks()``: every registered block is held to it with no new test.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import pytest
 import torch
 from torch import nn
 
-from pixelcnnpp.autoregressive import PixelCNNConfig, PixelCNNPP
+from pixelcnnpp.autoregressive import PixelCNNConfig, PixelCNNPP, list_blocks
 from pixelcnnpp.autoregressive import model as model_module
 from pixelcnnpp.likelihoods import list_likelihoods
 
@@ -74,12 +76,17 @@ def build(shape, num_bits, likelihood, kwargs, num_classes=None, seed=0, block="
 @pytest.mark.parametrize("num_classes", [None, 3], ids=["uncond", "labels"])
 @pytest.mark.parametrize(("likelihood", "kwargs"), LIKELIHOODS, ids=[n for n, _ in LIKELIHOODS])
 @pytest.mark.parametrize(("shape", "num_bits"), SHAPES)
-def test_model_sums_to_one_over_every_image(shape, num_bits, likelihood, kwargs, num_classes):
-    model = build(shape, num_bits, likelihood, kwargs, num_classes)
+@pytest.mark.parametrize("block", list_blocks())
+def test_model_sums_to_one_over_every_image(
+    block, shape, num_bits, likelihood, kwargs, num_classes
+):
+    model = build(shape, num_bits, likelihood, kwargs, num_classes, block=block)
     total, log_probs = total_log_probability(model, None if num_classes is None else 2)
     assert abs(total.item()) < 1e-4, f"log of the total probability is {total.item():.3g}"
-    # The model is far from uniform, so the sum is not one by accident.
-    assert log_probs.std() > 0.3
+    # The model is far from uniform, so the sum is not one by accident: its log-probabilities
+    # spread over 1000 times the tolerance on the total (0.14 nats is the least of the random
+    # draws here, gated_pixelcnn with 2ch-1bit dmol; a uniform model has 0).
+    assert log_probs.std() > 0.1
 
 
 def test_labels_change_the_distribution_and_each_sums_to_one():

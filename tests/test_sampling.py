@@ -8,11 +8,13 @@ cannot move a draw across a bin edge.
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 from torch import nn
 
-from pixelcnnpp.autoregressive import PixelCNNConfig, PixelCNNPP, ShiftedConv2d
+from pixelcnnpp.autoregressive import PixelCNNConfig, PixelCNNPP, ShiftedConv2d, list_blocks
 from pixelcnnpp.autoregressive import sampling as sampling_module
 from pixelcnnpp.autoregressive.blocks import BLOCKS, GatedResnet
 
@@ -78,11 +80,17 @@ def case_id(case):
 
 
 @pytest.mark.parametrize("case", SAMPLING_CASES, ids=[case_id(c) for c in SAMPLING_CASES])
-def test_cached_and_naive_sampling_draw_identical_images(case):
+@pytest.mark.parametrize("block", list_blocks())
+def test_cached_and_naive_sampling_draw_identical_images(block, case):
+    """For every registered block (a block without ``incremental_context`` is compared with
+    its naive fallback)."""
     *build, temperature, n = case
-    model = make(*build)
+    model = make(*build, block=block)
     naive = draw(model, n, "naive", temperature=temperature)
-    cached = draw(model, n, "cached", temperature=temperature)
+    with warnings.catch_warnings():
+        if not sampling_module.unsupported_blocks(model):  # really cached: no fallback
+            warnings.simplefilter("error")
+        cached = draw(model, n, "cached", temperature=temperature)
     c, h, w = model.config.image_shape
     for x in (naive, cached):
         assert x.shape == (n, c, h, w)
