@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from pixelcnnpp.autoregressive import PixelCNNConfig, PixelCNNPP
+from pixelcnnpp.autoregressive import PixelCNNConfig, PixelCNNPP, list_blocks
 from pixelcnnpp.autoregressive import model as model_module
 from pixelcnnpp.likelihoods import list_likelihoods
 
@@ -71,11 +71,14 @@ def build(shape, num_bits, likelihood, kwargs, num_classes=None, seed=0, block="
     return model
 
 
+@pytest.mark.parametrize("block", list_blocks())
 @pytest.mark.parametrize("num_classes", [None, 3], ids=["uncond", "labels"])
 @pytest.mark.parametrize(("likelihood", "kwargs"), LIKELIHOODS, ids=[n for n, _ in LIKELIHOODS])
 @pytest.mark.parametrize(("shape", "num_bits"), SHAPES)
-def test_model_sums_to_one_over_every_image(shape, num_bits, likelihood, kwargs, num_classes):
-    model = build(shape, num_bits, likelihood, kwargs, num_classes)
+def test_model_sums_to_one_over_every_image(
+    shape, num_bits, likelihood, kwargs, num_classes, block
+):
+    model = build(shape, num_bits, likelihood, kwargs, num_classes, block=block)
     total, log_probs = total_log_probability(model, None if num_classes is None else 2)
     assert abs(total.item()) < 1e-4, f"log of the total probability is {total.item():.3g}"
     # The model is far from uniform, so the sum is not one by accident.

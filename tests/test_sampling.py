@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from pixelcnnpp.autoregressive import PixelCNNConfig, PixelCNNPP, ShiftedConv2d
+from pixelcnnpp.autoregressive import PixelCNNConfig, PixelCNNPP, ShiftedConv2d, list_blocks
 from pixelcnnpp.autoregressive import sampling as sampling_module
 from pixelcnnpp.autoregressive.blocks import BLOCKS, GatedResnet
 
@@ -77,10 +77,11 @@ def case_id(case):
     return f"{'x'.join(map(str, shape))}-s{stages}r{resnet}-{likelihood}{bits}{extra}-T{t}-n{n}"
 
 
+@pytest.mark.parametrize("block", list_blocks())
 @pytest.mark.parametrize("case", SAMPLING_CASES, ids=[case_id(c) for c in SAMPLING_CASES])
-def test_cached_and_naive_sampling_draw_identical_images(case):
+def test_cached_and_naive_sampling_draw_identical_images(case, block):
     *build, temperature, n = case
-    model = make(*build)
+    model = make(*build, block=block)
     naive = draw(model, n, "naive", temperature=temperature)
     cached = draw(model, n, "cached", temperature=temperature)
     c, h, w = model.config.image_shape
