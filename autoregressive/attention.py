@@ -20,13 +20,8 @@ from einops import rearrange
 from torch import nn
 
 from .blocks import GatedResnet, register_block
+from .config import _positive_int
 from .layers import Dropout, NetworkInNetwork, get_nonlinearity
-
-
-def _positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    return value
 
 
 def attention_mask(
