@@ -3,6 +3,7 @@
 >>> from pixelcnnpp.autoregressive import PixelCNNPP, PixelCNNConfig, check_causality
 """
 
+from .attention import AttentionResnet
 from .blocks import (
     BLOCKS,
     GatedResnet,
@@ -34,6 +35,7 @@ __all__ = [
     "BLOCKS",
     "NONLINEARITIES",
     "SAMPLING_METHODS",
+    "AttentionResnet",
     "CausalityError",
     "Dropout",
     "GatedPixelCNN",

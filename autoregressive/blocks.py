@@ -7,6 +7,7 @@ entry-point group ``pixelcnnpp.blocks``.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 
 import torch
@@ -21,7 +22,17 @@ STREAMS = ("u", "ul")
 BLOCKS = Registry("block", entry_point_group="pixelcnnpp.blocks")
 CONTRACT_HINT = (
     "; the block contract's keywords are channels, stream, skip_channels, dropout, cond_dim, "
-    "nonlinearity, weight_norm (see register_block)"
+    "nonlinearity, weight_norm, resolution, and the config's block_kwargs (see register_block)"
+)
+CONTRACT_KEYWORDS = (
+    "channels",
+    "stream",
+    "skip_channels",
+    "dropout",
+    "cond_dim",
+    "nonlinearity",
+    "weight_norm",
+    "resolution",
 )
 
 
@@ -37,7 +48,8 @@ def register_block(
     **The block contract.** The model calls the factory with keywords::
 
         factory(channels=F, stream="u" | "ul", skip_channels=S, dropout=p,
-                cond_dim=D | None, nonlinearity="concat_elu", weight_norm=True)
+                cond_dim=D | None, nonlinearity="concat_elu", weight_norm=True,
+                resolution=(H, W) | None, **block_kwargs)
 
     A factory need only declare the keywords it uses (or take ``**kwargs``): ``channels`` and
     ``stream`` always, ``skip_channels`` when the block gets a skip input, ``cond_dim`` when
@@ -54,6 +66,13 @@ def register_block(
     - ``cond_dim``: size of the conditioning vector ``cond [B, D]`` (one-hot class labels and/or
       a user vector), or ``None``.
     - ``nonlinearity``, ``weight_norm``: the model's choices, to follow or ignore.
+    - ``resolution``: ``(H, W)`` of the block's input in the model (the image size halved once
+      per stage), or ``None`` when the block is built on its own (``build_block``, the
+      causality checks). Passed only to a factory that names it in its signature (not through
+      ``**kwargs``), so that blocks written before it existed keep working.
+
+    The config's ``block_kwargs`` are passed too, always: a factory that does not declare one
+    of them is a ``ValueError`` naming the keywords it accepts.
 
     The block's ``forward(x, skip=None, cond=None)`` returns a tensor shaped like ``x``.
 
@@ -68,6 +87,16 @@ def register_block(
     rows ``i - rows_above .. i`` and columns ``j - cols_left .. j + cols_right``, and only through
     zero-padded local operations, so it can be evaluated on a window of that size. Blocks
     without it make ``method="cached"`` fall back to naive sampling with a warning.
+
+    A block whose output reaches further (attention over every earlier position) also has a
+    method ``incremental_state(batch, size, cond) -> state``, ``size = (H, W)`` of its input.
+    The sampler then calls ``state.feed(x, skip, row, c0, c1) -> [B, F, c1 - c0]`` instead of
+    ``forward``: the outputs at ``(row, c0 .. c1 - 1)``, given the inputs in the window that
+    ``incremental_context`` declares around them (rows ``row - rows_above .. row``, columns
+    ``c0 - cols_left .. c1 - 1 + cols_right``, cut at the image borders; inputs after the
+    positions on the ``ul`` stream hold zeros). Every position is fed once, in raster order:
+    whole rows on ``u``, runs of columns or single columns on ``ul``; the state keeps what
+    later positions need (a key/value cache).
 
     **torch.compile.** ``torch.compile`` of the model's training loss (``model.nll``) traces
     every block into one graph, and the tests hold every registered block to that. A block
@@ -114,11 +143,21 @@ def build_block(
     cond_dim: int | None = None,
     nonlinearity: str = "concat_elu",
     weight_norm: bool = True,
+    resolution: tuple[int, int] | None = None,
+    block_kwargs: dict | None = None,
 ) -> nn.Module:
-    """Call the factory registered under ``name`` with the contract's keywords."""
+    """Call the factory registered under ``name`` with the contract's keywords and the
+    config's ``block_kwargs``."""
     if stream not in STREAMS:
         raise ValueError(f"stream must be 'u' or 'ul', got {stream!r}")
-    required = {"channels": channels, "stream": stream}
+    block_kwargs = dict(block_kwargs or {})
+    clash = sorted(set(block_kwargs) & set(CONTRACT_KEYWORDS))
+    if clash:
+        raise ValueError(
+            f"block_kwargs must not set the block contract's keywords {CONTRACT_KEYWORDS}, "
+            f"got {', '.join(map(repr, clash))}"
+        )
+    required = {"channels": channels, "stream": stream, **block_kwargs}
     if skip_channels:
         required["skip_channels"] = skip_channels
     if cond_dim:
@@ -130,12 +169,26 @@ def build_block(
         "nonlinearity": nonlinearity,
         "weight_norm": weight_norm,
     }
+    if _declares(get_block(name), "resolution"):
+        optional["resolution"] = None if resolution is None else tuple(resolution)
     block = BLOCKS.create(name, required, optional, hint=CONTRACT_HINT)
     if not isinstance(block, nn.Module):
         raise ValueError(
             f"block {name!r} must build an nn.Module, its factory returned {type(block).__name__}"
         )
     return block
+
+
+def _declares(factory: Callable[..., nn.Module], keyword: str) -> bool:
+    """Whether ``factory``'s signature names ``keyword`` (``**kwargs`` does not count)."""
+    try:
+        parameter = inspect.signature(factory).parameters.get(keyword)
+    except (TypeError, ValueError):
+        return False
+    return parameter is not None and parameter.kind in (
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        inspect.Parameter.KEYWORD_ONLY,
+    )
 
 
 @register_block("gated_resnet")

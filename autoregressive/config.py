@@ -23,6 +23,7 @@ class PixelCNNConfig:
     num_stages: int = 3  # resolutions: 32 -> 16 -> 8
     dropout: float = 0.5
     block: str = "gated_resnet"  # a registered block
+    block_kwargs: dict[str, Any] = field(default_factory=dict)  # e.g. {"num_heads": 2}
     nonlinearity: str = "concat_elu"
     weight_norm: bool = True
     num_classes: int | None = None  # class-conditional when set: model(x, labels=...)
@@ -48,6 +49,12 @@ class PixelCNNConfig:
         if not isinstance(self.likelihood_kwargs, dict):
             raise ValueError(
                 f"likelihood_kwargs must be a dict, got {type(self.likelihood_kwargs).__name__}"
+            )
+        if not isinstance(self.block_kwargs, dict) or not all(
+            isinstance(k, str) for k in self.block_kwargs
+        ):
+            raise ValueError(
+                f"block_kwargs must be a dict of keyword names (str) to values, got {self.block_kwargs!r}"
             )
         if not isinstance(self.weight_norm, bool):
             raise ValueError(f"weight_norm must be True or False, got {self.weight_norm!r}")

@@ -56,9 +56,22 @@ class PixelCNNPP(nn.Module):
         verify_block(config.block, config.nonlinearity)
         d = config.conditioning_dim
 
-        def block(stream: str, skip: int) -> nn.Module:
+        sizes = [tuple(config.image_shape[1:])]  # (H, W) per stage: halved, rounded up
+        for _ in range(config.num_stages - 1):
+            sizes.append(tuple((n + 1) // 2 for n in sizes[-1]))
+
+        def block(stream: str, skip: int, stage: int) -> nn.Module:
             return build_block(
-                config.block, f, stream, skip, config.dropout, d, config.nonlinearity, wn
+                config.block,
+                f,
+                stream,
+                skip,
+                config.dropout,
+                d,
+                config.nonlinearity,
+                wn,
+                resolution=sizes[stage],
+                block_kwargs=config.block_kwargs,
             )
 
         def pair(u: nn.Module, ul: nn.Module) -> nn.ModuleDict:
@@ -70,11 +83,12 @@ class PixelCNNPP(nn.Module):
         self.ul_init_left = ShiftedConv2d(c + 1, f, (2, 1), "down_right", weight_norm=wn)
         self.up = nn.ModuleList(
             pair(
-                nn.ModuleList(block("u", 0) for _ in range(nr)),
-                nn.ModuleList(block("ul", f) for _ in range(nr)),
+                nn.ModuleList(block("u", 0, s) for _ in range(nr)),
+                nn.ModuleList(block("ul", f, s) for _ in range(nr)),
             )
-            for _ in range(config.num_stages)
+            for s in range(config.num_stages)
         )
+        lowest = config.num_stages - 1
         self.downsample = nn.ModuleList(
             pair(
                 ShiftedConv2d(f, f, (2, 3), "down", stride=2, weight_norm=wn),
@@ -82,10 +96,10 @@ class PixelCNNPP(nn.Module):
             )
             for _ in range(config.num_stages - 1)
         )
-        self.down = nn.ModuleList(
+        self.down = nn.ModuleList(  # from the lowest resolution up
             pair(
-                nn.ModuleList(block("u", f) for _ in range(nr + (s > 0))),
-                nn.ModuleList(block("ul", 2 * f) for _ in range(nr + (s > 0))),
+                nn.ModuleList(block("u", f, lowest - s) for _ in range(nr + (s > 0))),
+                nn.ModuleList(block("ul", 2 * f, lowest - s) for _ in range(nr + (s > 0))),
             )
             for s in range(config.num_stages)
         )

@@ -15,7 +15,9 @@ exactly once, when the position becomes computable:
 Where pixels are known (``complete``), the ``ul`` stream of the known run of a row is computed
 in one call. The built-in ``gated_resnet`` block is evaluated on the ``ul`` stream from its
 weights; any other block that sets ``incremental_context`` runs its own ``forward`` on the
-window it declares, so it works unchanged. Both methods draw every pixel from the head with the
+window it declares, so it works unchanged, and a block that reaches further than a window
+(attention over every earlier position) is fed those windows through its ``incremental_state``
+(``register_block``), which keeps what it needs of earlier positions (a key/value cache). Both methods draw every pixel from the head with the
 same generator calls in the same order, so they return the same images.
 
 Every buffer is allocated once and updated in place, and a pixel's step has no host
@@ -330,18 +332,30 @@ class _UpsampledU:
         self.out.set_row(y[:, :, self.out.row % 2])
 
 
+def _incremental_state(block, out: _Rows, size: tuple[int, int], hvec):
+    """The block's ``incremental_state`` for inputs of ``size``, or ``None`` (it runs its
+    ``forward`` on windows)."""
+    make = getattr(block, "incremental_state", None)
+    return None if make is None else make(out.buf.shape[0], size, hvec)
+
+
 class _WindowU:
     """Any block with ``incremental_context`` on the ``u`` stream: its own ``forward`` on the
-    rows it declares, full width, keeping the last output row."""
+    rows it declares, full width, keeping the last output row; or, for a block with
+    ``incremental_state``, the state fed those rows."""
 
-    def __init__(self, block, x: _Rows, skips: list[_Rows], out: _Rows, hvec):
+    def __init__(self, block, x: _Rows, skips: list[_Rows], out: _Rows, hvec, size):
         self.block, self.inputs, self.out, self.hvec = block, [x, *skips], out, hvec
+        self.state = _incremental_state(block, out, size, hvec)
 
     def row(self) -> None:
         r0 = self.out.row - self.block.incremental_context[0]
         x, *skips = (b.window(r0) for b in self.inputs)
-        y = self.block(x, torch.cat(skips, dim=1) if skips else None, self.hvec)
-        self.out.set_row(y[:, :, -1])
+        skip = torch.cat(skips, dim=1) if skips else None
+        if self.state is not None:
+            self.out.set_row(self.state.feed(x, skip, self.out.row, 0, self.out.width))
+            return
+        self.out.set_row(self.block(x, skip, self.hvec)[:, :, -1])
 
 
 class _GatedResnetU:
@@ -548,10 +562,12 @@ class _GatedResnetUL:
 
 class _WindowUL:
     """Any block with ``incremental_context`` on the ``ul`` stream: its own ``forward`` on the
-    window of rows and columns it declares."""
+    window of rows and columns it declares; or, for a block with ``incremental_state``, the
+    state fed that window."""
 
-    def __init__(self, block, x: _Rows, skips: list[_Rows], out: _Rows, hvec):
+    def __init__(self, block, x: _Rows, skips: list[_Rows], out: _Rows, hvec, size):
         self.block, self.inputs, self.out, self.hvec = block, [x, *skips], out, hvec
+        self.state = _incremental_state(block, out, size, hvec)
 
     def begin_row(self) -> None:
         pass
@@ -565,8 +581,12 @@ class _WindowUL:
         r0, w0 = max(0, row - rows_above), max(0, c0 - cols_left)
         w1 = min(width, c1 + cols_right)
         x, *skips = (b.window(r0)[..., w0:w1] for b in self.inputs)
-        y = self.block(x, torch.cat(skips, dim=1) if skips else None, self.hvec)
-        self.out.at(c0, c1).copy_(y[:, :, row - r0, c0 - w0 : c1 - w0].transpose(1, 2))
+        skip = torch.cat(skips, dim=1) if skips else None
+        if self.state is not None:
+            y = self.state.feed(x, skip, row, c0, c1)  # [B, F, n]
+        else:
+            y = self.block(x, skip, self.hvec)[:, :, row - r0, c0 - w0 : c1 - w0]
+        self.out.at(c0, c1).copy_(y.transpose(1, 2))
 
 
 def _fast(block) -> bool:
@@ -575,12 +595,16 @@ def _fast(block) -> bool:
     return type(block) is GatedResnet and block.f in (concat_elu, F.elu)
 
 
-def _u_block(block, x: _Rows, skips: list[_Rows], out: _Rows, hvec):
-    return (_GatedResnetU if _fast(block) else _WindowU)(block, x, skips, out, hvec)
+def _u_block(block, x: _Rows, skips: list[_Rows], out: _Rows, hvec, size):
+    if _fast(block):
+        return _GatedResnetU(block, x, skips, out, hvec)
+    return _WindowU(block, x, skips, out, hvec, size)
 
 
-def _ul_block(block, x: _Rows, skips: list[_Rows], out: _Rows, hvec):
-    return (_GatedResnetUL if _fast(block) else _WindowUL)(block, x, skips, out, hvec)
+def _ul_block(block, x: _Rows, skips: list[_Rows], out: _Rows, hvec, size):
+    if _fast(block):
+        return _GatedResnetUL(block, x, skips, out, hvec)
+    return _WindowUL(block, x, skips, out, hvec, size)
 
 
 # -- the network --------------------------------------------------------------------------------
@@ -664,16 +688,24 @@ class _CachedNetwork:
             for t, (bu, bul) in enumerate(
                 zip(model.up[s]["u"], model.up[s]["ul"], strict=True), start=1
             ):
-                level.u_up_layers.append(_u_block(bu, level.u_up[t - 1], [], level.u_up[t], hvec))
-                ul = _ul_block(bul, level.ul_up[t - 1], [level.u_up[t]], level.ul_up[t], hvec)
+                u = _u_block(bu, level.u_up[t - 1], [], level.u_up[t], hvec, sizes[s])
+                level.u_up_layers.append(u)
+                ul = _ul_block(
+                    bul, level.ul_up[t - 1], [level.u_up[t]], level.ul_up[t], hvec, sizes[s]
+                )
                 level.ul_up_layers.append(ul)
             for t, (bu, bul, su, sul) in enumerate(
                 zip(down["u"], down["ul"], level.u_skips, level.ul_skips, strict=True), start=1
             ):
-                u = _u_block(bu, level.u_down[t - 1], [su], level.u_down[t], hvec)
+                u = _u_block(bu, level.u_down[t - 1], [su], level.u_down[t], hvec, sizes[s])
                 level.u_down_layers.append(u)
                 ul = _ul_block(
-                    bul, level.ul_down[t - 1], [level.u_down[t], sul], level.ul_down[t], hvec
+                    bul,
+                    level.ul_down[t - 1],
+                    [level.u_down[t], sul],
+                    level.ul_down[t],
+                    hvec,
+                    sizes[s],
                 )
                 level.ul_down_layers.append(ul)
         self.features = lv[0].ul_down[-1]

@@ -282,6 +282,8 @@ def test_block_incremental_context_window_gives_the_full_output(name, stream, sk
     context = getattr(block, "incremental_context", None)
     if context is None:
         pytest.skip(f"block {name!r} has no incremental_context: cached sampling falls back")
+    if hasattr(block, "incremental_state"):
+        pytest.skip(f"block {name!r} reaches past its window: its incremental_state is tested")
     assert len(context) == 3 and all(isinstance(k, int) and k >= 0 for k in context), context
     rows_above, cols_left, cols_right = context
     x, s, c = _inputs((stream, skip), cond_dim)
@@ -305,6 +307,41 @@ def test_block_incremental_context_window_gives_the_full_output(name, stream, sk
                         sw[:, :, -1, j - c0 + 1 :] = 0
                     out = block(xw, sw, c)[:, :, i - r0, j - c0]
                     torch.testing.assert_close(out, full[:, :, i, j], rtol=0, atol=1e-12)
+
+
+@contract
+@streams
+@conds
+def test_block_incremental_state_gives_the_full_output(name, stream, skip, cond_dim):
+    """A block with ``incremental_state``, fed as the cached sampler feeds it (whole rows on
+    ``u``; on ``ul`` a run of known columns, then one column at a time, the window's later
+    positions holding zeros), gives its full-image output at every position."""
+    block = _build(name, stream, skip, cond_dim).eval()
+    if not hasattr(block, "incremental_state"):
+        pytest.skip(f"block {name!r} has no incremental_state: it runs its forward on windows")
+    rows_above, cols_left, cols_right = block.incremental_context
+    x, s, c = _inputs((stream, skip), cond_dim)
+    h, w = x.shape[-2:]
+    state = block.incremental_state(x.shape[0], (h, w), c)
+    with torch.no_grad():
+        full = block(x, s, c)
+        for i in range(h):
+            r0 = max(0, i - rows_above)
+            runs = (
+                [(0, w)] if stream == "u" else [(0, i % w), *((j, j + 1) for j in range(i % w, w))]
+            )
+            for c0, c1 in runs:
+                if c0 == c1:
+                    continue
+                w0, w1 = max(0, c0 - cols_left), min(w, c1 + cols_right)
+                xw = x[:, :, r0 : i + 1, w0:w1].clone()
+                sw = None if s is None else s[:, :, r0 : i + 1, w0:w1].clone()
+                if stream == "ul":  # not yet computed: the sampler's buffers hold zeros there
+                    for t in (xw, sw) if sw is not None else (xw,):
+                        t[:, :, -1, c1 - w0 :] = 0
+                out = state.feed(xw, sw, i, c0, c1)
+                assert out.shape == (x.shape[0], F_, c1 - c0)
+                torch.testing.assert_close(out, full[:, :, i, c0:c1], rtol=0, atol=1e-12)
 
 
 # -- blocks that break the contract -------------------------------------------------------------

@@ -16,7 +16,7 @@ import torch
 from scipy.stats import chisquare
 from test_sampling import DTYPE, conditioning, make
 
-from pixelcnnpp.autoregressive import set_tf32
+from pixelcnnpp.autoregressive import list_blocks, set_tf32
 
 CASES = [
     # image_shape, num_stages, num_resnet, likelihood, num_bits, num_classes, cond_dim, n
@@ -42,10 +42,11 @@ def _raster(x):
     return x.flatten(2)  # [B, C, H*W]: pixels in raster order
 
 
+@pytest.mark.parametrize("block", list_blocks())
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "x".join(map(str, c[0])))
-def test_cached_and_naive_completions_are_identical_and_keep_the_known_pixels(case):
+def test_cached_and_naive_completions_are_identical_and_keep_the_known_pixels(case, block):
     *build, n = case
-    model = make(*build)
+    model = make(*build, block=block)
     _, h, w = model.config.image_shape
     x = _images(model, n)
     original = x.clone()

@@ -73,6 +73,7 @@ def test_config_defaults_are_the_papers():
     assert c.num_stages == 3
     assert c.dropout == 0.5
     assert c.block == "gated_resnet"
+    assert c.block_kwargs == {}
     assert c.nonlinearity == "concat_elu"
     assert c.weight_norm is True
     assert c.num_classes is None and c.cond_dim is None
@@ -103,6 +104,8 @@ INVALID_FIELDS = [
     ("dropout", True),
     ("dropout", "0.5"),
     ("block", 3),
+    ("block_kwargs", [("num_heads", 2)]),
+    ("block_kwargs", {2: "heads"}),
     ("nonlinearity", None),
     ("weight_norm", "yes"),
     ("weight_norm", 1),
@@ -137,6 +140,7 @@ def test_config_fields_all_have_invalid_cases():
         ({"likelihood_kwargs": {"mixtures": 3}}, "likelihood 'dmol' does not accept"),
         ({"nonlinearity": "relu"}, "unknown nonlinearity 'relu'"),
         ({"block": "nope"}, "unknown block 'nope'"),
+        ({"block_kwargs": {"num_heads": 2}}, "block 'gated_resnet' does not accept 'num_heads'"),
         ({"num_filter": 4}, r"unknown PixelCNNConfig fields \['num_filter'\]"),
     ],
 )
@@ -254,9 +258,9 @@ CAUSALITY_CASES = [
 ]
 
 
-@pytest.mark.parametrize("kwargs", CAUSALITY_CASES, ids=lambda k: str(k["image_shape"]))
 @pytest.mark.parametrize("block", list_blocks())
-def test_model_is_causal(block, kwargs):
+@pytest.mark.parametrize("kwargs", CAUSALITY_CASES, ids=lambda k: str(k["image_shape"]))
+def test_model_is_causal(kwargs, block):
     model = randomized(PixelCNNPP(tiny(**kwargs, block=block)).to(DTYPE))
     check_causality(model, batch_size=32)
 

@@ -73,12 +73,12 @@ def build(shape, num_bits, likelihood, kwargs, num_classes=None, seed=0, block="
     return model
 
 
+@pytest.mark.parametrize("block", list_blocks())
 @pytest.mark.parametrize("num_classes", [None, 3], ids=["uncond", "labels"])
 @pytest.mark.parametrize(("likelihood", "kwargs"), LIKELIHOODS, ids=[n for n, _ in LIKELIHOODS])
 @pytest.mark.parametrize(("shape", "num_bits"), SHAPES)
-@pytest.mark.parametrize("block", list_blocks())
 def test_model_sums_to_one_over_every_image(
-    block, shape, num_bits, likelihood, kwargs, num_classes
+    shape, num_bits, likelihood, kwargs, num_classes, block
 ):
     model = build(shape, num_bits, likelihood, kwargs, num_classes, block=block)
     total, log_probs = total_log_probability(model, None if num_classes is None else 2)

@@ -79,11 +79,9 @@ def case_id(case):
     return f"{'x'.join(map(str, shape))}-s{stages}r{resnet}-{likelihood}{bits}{extra}-T{t}-n{n}"
 
 
-@pytest.mark.parametrize("case", SAMPLING_CASES, ids=[case_id(c) for c in SAMPLING_CASES])
 @pytest.mark.parametrize("block", list_blocks())
-def test_cached_and_naive_sampling_draw_identical_images(block, case):
-    """For every registered block (a block without ``incremental_context`` is compared with
-    its naive fallback)."""
+@pytest.mark.parametrize("case", SAMPLING_CASES, ids=[case_id(c) for c in SAMPLING_CASES])
+def test_cached_and_naive_sampling_draw_identical_images(case, block):
     *build, temperature, n = case
     model = make(*build, block=block)
     naive = draw(model, n, "naive", temperature=temperature)
