@@ -19,8 +19,9 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from pixelcnnpp.checks import check_int
+
 from .blocks import GatedResnet, register_block
-from .config import _positive_int
 from .layers import Dropout, NetworkInNetwork, get_nonlinearity
 
 
@@ -62,9 +63,9 @@ def attention_resnet(
     ``key_channels`` (per head) and ``max_attention_size`` are set through the config's
     ``block_kwargs``.
     """
-    _positive_int("num_heads", num_heads)
-    _positive_int("key_channels", key_channels)
-    _positive_int("max_attention_size", max_attention_size)
+    check_int("num_heads", num_heads)
+    check_int("key_channels", key_channels)
+    check_int("max_attention_size", max_attention_size)
     resnet = dict(
         channels=channels,
         stream=stream,
