@@ -219,7 +219,13 @@ class PixelCNNPP(nn.Module):
         layout. Its graph is traced at the first call and again for new shapes or modes.
         """
         options.setdefault("fullgraph", block_graph_breaks(self.config.block) is None)
-        return torch.compile(self.nll, **options)
+        # torch.compile's first use turns torch.distributions' argument validation off for
+        # the whole process (torch 2.13); keep the user's setting, so that out-of-range
+        # pixels still raise in every distribution built afterwards.
+        validate = Distribution._validate_args
+        compiled = torch.compile(self.nll, **options)
+        Distribution.set_default_validate_args(validate)
+        return compiled
 
     # -- network ---------------------------------------------------------------------------------
 

@@ -12,6 +12,9 @@ would, in a fraction of the time.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import torch
 from torch import nn
@@ -172,3 +175,26 @@ def test_graph_breaks_must_be_a_reason(registries, reason):
     with pytest.raises(ValueError, match="graph_breaks must be None or a reason"):
         register_block("bad_declaration", BreakingBlock, graph_breaks=reason)
     assert "bad_declaration" not in list_blocks()
+
+
+def test_compiling_keeps_distribution_validation_on():
+    """torch.compile's first use turns torch.distributions' validation off process-wide;
+    after ``compiled_nll`` a distribution built by the user still rejects bad pixels. Run in
+    a fresh interpreter, where the compile really is the first."""
+    script = """
+import torch
+from pixelcnnpp.autoregressive import PixelCNNConfig, PixelCNNPP
+from pixelcnnpp.likelihoods import PixelSoftmax
+model = PixelCNNPP(PixelCNNConfig(image_shape=(1, 2, 2), num_bits=2, num_filters=2,
+                                  num_resnet=0, num_stages=1, likelihood="softmax"))
+model.compiled_nll(backend="eager")
+d = PixelSoftmax(torch.zeros(1, 1, 4, 2, 2))
+try:
+    d.log_prob(torch.full((1, 1, 2, 2), 7))
+except ValueError as error:
+    print("rejected:", error)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=True
+    )
+    assert done.stdout.startswith("rejected:"), done.stdout + done.stderr
