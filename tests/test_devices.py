@@ -5,6 +5,7 @@ state, DDP-friendly parameter layouts."""
 from __future__ import annotations
 
 import random
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +41,30 @@ def test_bf16_is_native_from_compute_capability_8(gpus, capability, native):
     assert distributed.resolve_precision("auto", torch.device("cuda", 0)) == (
         "bf16" if native else "fp32"
     )
+
+
+@pytest.mark.parametrize(("capability", "warns"), [((7, 5), True), ((8, 0), False)])
+def test_explicit_bf16_where_it_is_emulated_warns_and_is_kept(gpus, capability, warns):
+    gpus(1, capability)
+    device = torch.device("cuda", 0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert distributed.resolve_precision("bf16", device) == "bf16"
+        assert distributed.resolve_precision("fp32", device) == "fp32"
+    messages = [str(w.message) for w in caught]
+    if warns:
+        assert len(messages) == 1, messages
+        assert "bfloat16 is emulated on this cuda device" in messages[0]
+        assert "compute capability 8.0" in messages[0]
+    else:
+        assert messages == []
+
+
+def test_explicit_bf16_on_a_cpu_without_native_bf16_warns(monkeypatch):
+    monkeypatch.setattr(distributed, "has_fast_bf16", lambda device: False)
+    with pytest.warns(UserWarning, match="emulated on this cpu device.*AVX512-BF16 or AMX"):
+        assert distributed.resolve_precision("bf16", torch.device("cpu")) == "bf16"
+    assert distributed.resolve_precision("auto", torch.device("cpu")) == "fp32"
 
 
 def test_bf16_capability_is_asked_of_the_run_device(gpus, monkeypatch):
