@@ -1,12 +1,18 @@
 """Where one training step of configuration (a) spends its time: a torch.profiler breakdown by
 operator, in float32 and under bfloat16 autocast, for ours and the port-style reference.
 
-    python benchmarks/train_step_profile.py [--steps 3] [--top 12] [--json-only]
+    python benchmarks/train_step_profile.py [--steps 3] [--top 12] [--config a|b]
+        [--compile] [--no-bf16] [--json-only]
 
 Configuration (a) as in ``train_step.py``: C=3, 32x32, 64 filters, 2 blocks per stage, 10
 mixtures, batch 16, forward + backward + Adam. Each candidate runs two untimed steps, then
 ``--steps`` profiled ones; times are per step, each operator's self time (in the op itself,
 not in the ops it calls) summed over its calls, the backward's and the optimizer's included.
+
+``--config b`` profiles the demo preset instead. ``--compile`` adds ``ours_compile`` (the
+compiled training loss; the untimed steps compile it): inductor's generated kernels appear as
+``## Call CompiledFxGraph ...`` rows, counted with everything else. ``--no-bf16`` leaves out
+``ours_bf16`` (on a CPU without native bfloat16 its step takes about 11x as long).
 
 Convolutions are the kernels of every 2-d convolution and transposed convolution, forward and
 backward (aten ops named ``*conv*``), and the batched matrix products through which our 1x1
@@ -53,13 +59,24 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--top", type=int, default=12)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--config", choices=("a", "b"), default="a")
+    parser.add_argument("--compile", action="store_true", help="profile ours_compile too")
+    parser.add_argument("--no-bf16", action="store_true", help="leave out ours_bf16")
     parser.add_argument("--json-only", action="store_true")
     args = parser.parse_args()
     device = torch.device(args.device)
-    config, batch = configurations()["a: 3x32x32 F64 R2"]
-    steps, _ = candidates(config, batch, device, use_compile=False)
-    report = {"benchmark": "train_step_profile", **environment(device), "candidates": {}}
-    for name in PROFILED:
+    label = next(k for k in configurations() if k.startswith(args.config))
+    config, batch = configurations()[label]
+    profiled = [n for n in PROFILED if not (args.no_bf16 and "bf16" in n)]
+    profiled += ["ours_compile"] if args.compile else []
+    steps, _ = candidates(config, batch, device, use_compile=args.compile, keep=set(profiled))
+    report = {
+        "benchmark": "train_step_profile",
+        **environment(device),
+        "config": label,
+        "candidates": {},
+    }
+    for name in profiled:
         wall, ops = profile_step(steps[name], args.steps)
         total = sum(ops.values())
         conv = sum(v for k, v in ops.items() if is_convolution(k))
