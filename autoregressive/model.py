@@ -217,8 +217,21 @@ class PixelCNNPP(nn.Module):
         The compiled function takes and returns what ``nll`` does; call it under autocast
         for mixed precision, after ``model.to(memory_format=torch.channels_last)`` for that
         layout. Its graph is traced at the first call and again for new shapes or modes.
+
+        On CPU, for an NCHW model compiled by inductor with no ``mode`` or ``options`` given,
+        inductor's layout optimization (convolutions in channels_last) is turned off: on a
+        2-core AVX2 CPU it made the compiled demo step slower than eager (2.00 s against
+        1.78 s), and without it the two were on par (``benchmarks/train_step_profile.py``).
         """
         options.setdefault("fullgraph", block_graph_breaks(self.config.block) is None)
+        if (
+            options.get("backend", "inductor") == "inductor"
+            and options.get("mode") is None
+            and options.get("options") is None
+            and self.u_init.conv.bias.device.type == "cpu"
+            and not self._channels_last()
+        ):
+            options["options"] = {"layout_optimization": False}
         # torch.compile's first use turns torch.distributions' argument validation off for
         # the whole process (torch 2.13); keep the user's setting, so that out-of-range
         # pixels still raise in every distribution built afterwards.

@@ -198,3 +198,22 @@ except ValueError as error:
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=True
     )
     assert done.stdout.startswith("rejected:"), done.stdout + done.stderr
+
+
+def test_inductor_on_cpu_keeps_the_nchw_layout(monkeypatch):
+    """An NCHW model compiled by inductor on CPU asks it not to move the convolutions to
+    channels_last; a channels_last model, another backend, or the user's own mode or options
+    are left as given."""
+    seen = []
+    monkeypatch.setattr(torch, "compile", lambda f, **options: seen.append(options) or f)
+    model = tiny_model("gated_resnet", "softmax")
+    model.compiled_nll()
+    assert seen[-1]["options"] == {"layout_optimization": False}
+    model.compiled_nll(backend="aot_eager")
+    assert "options" not in seen[-1]
+    model.compiled_nll(mode="max-autotune")
+    assert "options" not in seen[-1]
+    model.compiled_nll(options={"max_autotune": True})
+    assert seen[-1]["options"] == {"max_autotune": True}
+    model.to(memory_format=torch.channels_last).compiled_nll()
+    assert "options" not in seen[-1]
