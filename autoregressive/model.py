@@ -220,8 +220,8 @@ class PixelCNNPP(nn.Module):
 
         On CPU, for an NCHW model compiled by inductor with no ``mode`` or ``options`` given,
         inductor's layout optimization (convolutions in channels_last) is turned off: on a
-        2-core AVX2 CPU it made the compiled demo step slower than eager (2.00 s against
-        1.78 s), and without it the two were on par (``benchmarks/train_step_profile.py``).
+        2-core AVX2 CPU the compiled demo step took 1.93 s against 1.64 s eager with it, and
+        1.63 s against 1.81 s without (``benchmarks/train_step.py --configs b``).
         """
         options.setdefault("fullgraph", block_graph_breaks(self.config.block) is None)
         if (
