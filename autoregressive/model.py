@@ -224,14 +224,13 @@ class PixelCNNPP(nn.Module):
         1.63 s against 1.81 s without (``benchmarks/train_step.py --configs b``).
         """
         options.setdefault("fullgraph", block_graph_breaks(self.config.block) is None)
+        settings = self.inductor_options()
         if (
-            options.get("backend", "inductor") == "inductor"
-            and options.get("mode") is None
-            and options.get("options") is None
-            and self.u_init.conv.bias.device.type == "cpu"
-            and not self._channels_last()
+            settings is not None
+            and options.get("backend", "inductor") == "inductor"
+            and not {"mode", "options"} & set(options)
         ):
-            options["options"] = {"layout_optimization": False}
+            options["options"] = settings
         # torch.compile's first use turns torch.distributions' argument validation off for
         # the whole process (torch 2.13); keep the user's setting, so that out-of-range
         # pixels still raise in every distribution built afterwards.
@@ -239,6 +238,13 @@ class PixelCNNPP(nn.Module):
         compiled = torch.compile(self.nll, **options)
         Distribution.set_default_validate_args(validate)
         return compiled
+
+    def inductor_options(self) -> dict | None:
+        """The inductor settings ``compiled_nll`` uses for this model: on CPU, for an NCHW
+        model, ``{"layout_optimization": False}`` (see ``compiled_nll``); else ``None``."""
+        if self.u_init.conv.bias.device.type == "cpu" and not self._channels_last():
+            return {"layout_optimization": False}
+        return None
 
     # -- network ---------------------------------------------------------------------------------
 

@@ -126,11 +126,8 @@ def candidates(
         model = PixelCNNPP(config).to(device).train()
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
-        # the inductor options compiled_nll chooses for the default backend (NCHW on CPU)
-        patches = (
-            {"layout_optimization": False} if device.type == "cpu" and not channels_last else None
-        )
-        graphs = GraphCount(patches) if compiled else None
+        # the inductor settings compiled_nll uses with its default backend
+        graphs = GraphCount(model.inductor_options()) if compiled else None
         # the whole training loss, likelihood included; fullgraph=False so that a likelihood
         # that still breaks the graph is measured too, the graph count saying so
         nll = model.compiled_nll(backend=graphs, fullgraph=False) if compiled else model.nll

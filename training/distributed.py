@@ -110,7 +110,7 @@ def resolve_precision(precision: str, device: torch.device) -> str:
         )
         warnings.warn(
             f"bfloat16 is emulated on this {device.type} device (native needs {native}), so it "
-            "runs slower than float32 (a training step took about 10x as long on an AVX2 CPU); "
+            "runs slower than float32 (a training step took about 11x as long on an AVX2 CPU); "
             "precision 'auto' picks float32 here",
             stacklevel=2,
         )
