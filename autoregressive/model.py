@@ -347,6 +347,8 @@ class PixelCNNPP(nn.Module):
         method: str = "cached",
         generator: torch.Generator | None = None,
         progress=None,
+        *,
+        replay: bool | None = None,
     ) -> torch.Tensor:
         """Draw ``n`` images ``[n, C, H, W]`` (integers), one pixel at a time in raster order.
 
@@ -355,10 +357,20 @@ class PixelCNNPP(nn.Module):
         the generator identically and give the same images (up to float rounding at bin edges).
         Runs in evaluation mode under ``no_grad``, with TF32 off (``exact_float32``);
         ``progress(done, total)`` is called per row.
+
+        ``replay`` (cached only): record a row's operations once per pattern of resolution
+        levels and replay them in later rows: a CUDA graph on a GPU, a tape of ATen operations
+        on CPU. The images are those of ``replay=False``, which runs every row's Python.
+        ``None``: on CUDA only. On CPU, where an operation's own dispatch costs most of its
+        time, recording a row costs more than the replays save (``benchmarks/sampling.py``
+        measures both); ``replay=True`` there checks that a model's blocks replay correctly
+        before a GPU replays them.
         """
         from .sampling import sample
 
-        return sample(self, n, labels, cond, temperature, method, generator, progress)
+        return sample(
+            self, n, labels, cond, temperature, method, generator, progress, replay=replay
+        )
 
     @torch.no_grad()
     def complete(
@@ -371,16 +383,30 @@ class PixelCNNPP(nn.Module):
         method: str = "cached",
         generator: torch.Generator | None = None,
         progress=None,
+        *,
+        replay: bool | None = None,
     ) -> torch.Tensor:
         """Keep the first ``num_known`` pixels of ``x [B, C, H, W]`` (integers) in raster order,
         all channels, and draw every later pixel given everything before it: ``[B, C, H, W]``.
 
-        ``num_known=0`` is ``sample``; ``num_known=H*W`` returns ``x``. Methods, generator and
-        ``progress`` (per row with pixels to draw) as in ``sample``; ``x`` is not modified.
+        ``num_known=0`` is ``sample``; ``num_known=H*W`` returns ``x``. Methods, generator,
+        ``progress`` (per row with pixels to draw) and ``replay`` as in ``sample``; ``x`` is not
+        modified.
         """
         from .sampling import complete
 
-        return complete(self, x, num_known, labels, cond, temperature, method, generator, progress)
+        return complete(
+            self,
+            x,
+            num_known,
+            labels,
+            cond,
+            temperature,
+            method,
+            generator,
+            progress,
+            replay=replay,
+        )
 
     @property
     def num_parameters(self) -> int:

@@ -21,8 +21,11 @@ window it declares, so it works unchanged, and a block that reaches further than
 same generator calls in the same order, so they return the same images.
 
 Every buffer is allocated once and updated in place, and a pixel's step has no host
-synchronization, so its kernels can be captured (CUDA graphs) on a GPU. On CPU the step runs on
-one thread: its operations are too small to split, and waking threads costs more than they do.
+synchronization, so a row's steps do the same operations on the same memory in every row with
+the same levels active. On CUDA the sampler therefore captures them once per pattern as a CUDA
+graph and replays it (``replay.py``; on CPU the same recording is a tape of ATen operations,
+off by default). On CPU the step runs on one thread: its operations are too small to split,
+and waking threads costs more than they do.
 
 Axis key: ``B`` batch, ``F`` channels, ``K`` rows kept, ``W`` width at a level, ``n`` columns
 computed at once (1 per sampled pixel).
@@ -45,6 +48,7 @@ from pixelcnnpp.likelihoods import scale_pixels
 from .blocks import GatedResnet
 from .layers import concat_elu, down_shift
 from .precision import exact_float32
+from .replay import RowPrograms
 
 METHODS = ("cached", "naive")
 
@@ -58,14 +62,16 @@ def sample(
     method="cached",
     generator=None,
     progress=None,
+    *,
+    replay=None,
 ):
     """Draw ``n`` images ``[n, C, H, W]`` from ``model``; see ``PixelCNNPP.sample``."""
-    temperature = _check_options(method, temperature)
+    temperature = _check_options(method, temperature, replay)
     check_int("n", n, 1, expected="a positive integer")
     hvec = model.check_inputs(None, labels, cond, batch=n)
     c, h, w = model.config.image_shape
     x = torch.zeros(n, c, h, w, dtype=torch.long, device=model.u_init.conv.bias.device)
-    return _generate(model, x, 0, hvec, temperature, method, generator, progress)
+    return _generate(model, x, 0, hvec, temperature, method, generator, progress, replay)
 
 
 def complete(
@@ -78,10 +84,12 @@ def complete(
     method="cached",
     generator=None,
     progress=None,
+    *,
+    replay=None,
 ):
     """Keep the first ``num_known`` pixels of ``x [B, C, H, W]`` in raster order and draw the
     rest; see ``PixelCNNPP.complete``."""
-    temperature = _check_options(method, temperature)
+    temperature = _check_options(method, temperature, replay)
     hvec = model.check_inputs(x, labels, cond)
     _, h, w = model.config.image_shape
     check_int(
@@ -96,7 +104,7 @@ def complete(
     x = x.to(device=device, dtype=torch.long, copy=True)
     if num_known == h * w:
         return x
-    return _generate(model, x, num_known, hvec, temperature, method, generator, progress)
+    return _generate(model, x, num_known, hvec, temperature, method, generator, progress, replay)
 
 
 def unsupported_blocks(model) -> list[str]:
@@ -110,16 +118,18 @@ def unsupported_blocks(model) -> list[str]:
     return sorted(names)
 
 
-def _check_options(method, temperature) -> float:
+def _check_options(method, temperature, replay) -> float:
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if replay is not None and not isinstance(replay, bool):
+        raise ValueError(f"replay must be True, False or None (on CUDA only), got {replay!r}")
     temperature = float(temperature)
     if not temperature > 0.0 or temperature == float("inf"):
         raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
     return temperature
 
 
-def _generate(model, x, num_known, hvec, temperature, method, generator, progress):
+def _generate(model, x, num_known, hvec, temperature, method, generator, progress, replay):
     """Draw the pixels of ``x`` from ``num_known`` on, in place; returns ``x``."""
     if method == "cached":
         missing = unsupported_blocks(model)
@@ -135,8 +145,11 @@ def _generate(model, x, num_known, hvec, temperature, method, generator, progres
     try:
         # TF32 off: one sub-pixel rounded differently changes every later pixel.
         with torch.no_grad(), parametrize.cached(), exact_float32():
-            run = _generate_cached if method == "cached" else _generate_naive
-            return run(model, x, num_known, hvec, temperature, generator, progress)
+            if method == "naive":
+                return _generate_naive(model, x, num_known, hvec, temperature, generator, progress)
+            return _generate_cached(
+                model, x, num_known, hvec, temperature, generator, progress, replay
+            )
     finally:
         model.train(was_training)
 
@@ -153,22 +166,34 @@ def _generate_naive(model, x, num_known, hvec, temperature, generator, progress)
     return x
 
 
-def _generate_cached(model, x, num_known, hvec, temperature, generator, progress):
+def _generate_cached(model, x, num_known, hvec, temperature, generator, progress, replay):
     _, h, w = model.config.image_shape
     first_row = num_known // w
     with _one_thread(x.device):
         network = _CachedNetwork(model, x.shape[0], hvec)
+        drawn = x.new_zeros(x.shape[0], x.shape[1], w)  # [B, C, W]: the row's pixels, in one place
+
+        def draw(j0: int) -> None:
+            for j in range(j0, w):
+                features = network.step(j)  # [B, F, 1, 1]
+                pixel = model.head.sample(features, temperature, generator)[:, :, 0, 0]  # [B, C]
+                drawn[:, :, j] = pixel
+                network.set_pixels(pixel[:, :, None], j)
+
+        if replay is None:  # on CPU a replayed row saves less than recording one costs
+            replay = x.device.type == "cuda"
+        programs = RowPrograms(x.device, generator) if replay else None
         for i in range(h):
             network.begin_row(i)
             known = min(w, max(0, num_known - i * w))
             if known:
                 network.set_pixels(x[:, :, i, :known], 0)
                 network.run(0, known)
-            for j in range(known, w):
-                features = network.step(j)  # [B, F, 1, 1]
-                pixel = model.head.sample(features, temperature, generator)[:, :, 0, 0]  # [B, C]
-                x[:, :, i, j] = pixel
-                network.set_pixels(pixel[:, :, None], j)
+            if programs is not None and known == 0 and network.replayable():
+                programs.run(network.active, lambda: draw(0))
+            else:
+                draw(known)
+            x[:, :, i, known:] = drawn[:, :, known:]
             if i >= first_row and progress is not None:
                 progress(i + 1 - first_row, h - first_row)
     return x
@@ -395,13 +420,25 @@ class _GatedResnetU:
 
 
 # -- the ul stream: a column at a time ----------------------------------------------------------
-#
-# Each layer has ``begin_row()`` (what does not depend on the row's pixels), ``step(c)`` (one
-# column, through views fixed at construction: a sampled pixel's work) and ``run(c0, c1)``
-# (columns ``c0 .. c1 - 1`` at once, for known pixels).
 
 
-class _ULInit:
+class _ULLayer:
+    """A layer of the ``ul`` stream: ``begin_row()`` computes what does not depend on the row's
+    pixels, ``step(c)`` one column through views fixed at construction (a sampled pixel's
+    work), ``run(c0, c1)`` columns ``c0 .. c1 - 1`` at once (known pixels).
+
+    ``replayable()``: whether this row's steps read and write the same memory, with the same
+    Python decisions, as in every later row (so that a row's steps can be recorded once and
+    replayed, see ``replay.py``)."""
+
+    def begin_row(self) -> None:
+        pass
+
+    def replayable(self) -> bool:
+        return True
+
+
+class _ULInit(_ULLayer):
     """The first ``ul`` layer at full resolution: ``down_shift(conv_1x3(x)) +
     right_shift(conv_2x1(x))``. All but the 2x1 kernel's lower tap on the pixel to the left
     reads the row above."""
@@ -433,7 +470,7 @@ class _ULInit:
         self.out.at(c0, c1).copy_(_affine(self.pre[:, c0:c1], left, self.w_here))
 
 
-class _StridedUL:
+class _StridedUL(_ULLayer):
     """The stride-2 2x2 convolution from ``src`` to the next lower resolution; low-resolution
     column ``c`` reads columns ``2c - 1, 2c`` of rows ``2r - 1`` (above) and ``2r``."""
 
@@ -457,27 +494,30 @@ class _StridedUL:
         self.out.at(c0, c1).copy_(_affine(self.pre[:, c0:c1], here, self.w_here))
 
 
-class _UpsampledUL:
+class _UpsampledUL(_ULLayer):
     """The stride-2 2x2 transposed convolution from the lower resolution ``src``: pixel
     ``(i, j)`` reads low-resolution ``(i // 2, j // 2)`` through kernel tap ``(i % 2, j % 2)``."""
 
     def __init__(self, deconv, src: _Rows, out: _Rows):
         self.src, self.out, self.bias = src, out, deconv.bias
-        self.taps = [[deconv.weight[:, :, k, p] for p in (0, 1)] for k in (0, 1)]  # [F_in, F]
-        self.tap = self.taps[0]
+        self.taps = rearrange(deconv.weight, "i o k p -> k p i o")  # [2, 2, F_in, F]
+        # The kernel row of this row's parity, copied into one place so that a step reads the
+        # same memory in every row (replayable).
+        self.tap = self.taps[0].clone()
+        self.tap_at = self.tap.unbind(0)  # [F_in, F] for even and odd columns
 
     def begin_row(self) -> None:
-        self.tap = self.taps[self.out.row % 2]
+        self.tap.copy_(self.taps[self.out.row % 2])
 
     def step(self, c: int) -> None:
-        torch.addmm(self.bias, self.src.col[c // 2], self.tap[c % 2], out=self.out.col[c])
+        torch.addmm(self.bias, self.src.col[c // 2], self.tap_at[c % 2], out=self.out.col[c])
 
     def run(self, c0: int, c1: int) -> None:
         for c in range(c0, c1):
             self.step(c)
 
 
-class _GatedResnetUL:
+class _GatedResnetUL(_ULLayer):
     """``gated_resnet`` on the ``ul`` stream from its weights.
 
     ``c1 = conv_in(f(x)) + nin(f(skip))``, ``c2 = conv_out(f(c1)) + cond``,
@@ -560,7 +600,7 @@ class _GatedResnetUL:
         torch.addcmul(x, a, torch.sigmoid(b), out=self.out.at(c0, c1))
 
 
-class _WindowUL:
+class _WindowUL(_ULLayer):
     """Any block with ``incremental_context`` on the ``ul`` stream: its own ``forward`` on the
     window of rows and columns it declares; or, for a block with ``incremental_state``, the
     state fed that window."""
@@ -569,8 +609,10 @@ class _WindowUL:
         self.block, self.inputs, self.out, self.hvec = block, [x, *skips], out, hvec
         self.state = _incremental_state(block, out, size, hvec)
 
-    def begin_row(self) -> None:
-        pass
+    def replayable(self) -> bool:
+        # Its window is fixed once it no longer reaches above the image; a state indexes its
+        # cache by position.
+        return self.state is None and self.out.row >= self.block.incremental_context[0]
 
     def step(self, c: int) -> None:
         self.run(c, c + 1)
@@ -748,6 +790,15 @@ class _CachedNetwork:
             for layer in (*self.lv[s].ul_up_layers, *self.lv[s].ul_down_layers):
                 layer.begin_row()
         self.row_schedule = self._schedule()
+
+    def replayable(self) -> bool:
+        """Whether this row's steps can be replayed in every later row with the same levels
+        active (``self.active``, the key of a recording)."""
+        return all(
+            layer.replayable()
+            for s in self.active
+            for layer in (*self.lv[s].ul_up_layers, *self.lv[s].ul_down_layers)
+        )
 
     def set_pixels(self, pixels: torch.Tensor, c0: int) -> None:
         """Pixels ``[B, C, n]`` of the current row at columns ``c0 ..``."""

@@ -6,7 +6,8 @@
 
 Prints one ``PASS``/``FAIL``/``SKIP`` line per check, then a throughput table (images/s of a
 training step of the demo, small and paper models at fp32, bf16 and bf16 + compile, and
-cached-sampling pixels/s), then one JSON line with everything. Exits 1 if any check failed.
+cached-sampling pixels/s, rows run eagerly and replayed), then one JSON line with everything.
+Exits 1 if any check failed.
 The checks use a tiny model on synthetic data written to a temporary folder, so no dataset
 is needed. A check that needs CUDA is skipped (and says so) on ``--device cpu``; the test
 suite runs this script that way.
@@ -172,30 +173,41 @@ def tiny_model(device, dtype=torch.float32, block: str = "gated_resnet") -> Pixe
     return PixelCNNPP(config).to(device=device, dtype=dtype).eval()
 
 
-@check("cached == naive sampling (float64, and float32 with TF32 off)")
+@check("cached == naive sampling, rows replayed or not (float64, and float32 with TF32 off)")
 def check_sampling(args):
     device = torch.device(args.device)
     for dtype in (torch.float64, torch.float32):
         model = tiny_model(device, dtype)
         images = {}
-        for method in ("cached", "naive"):
+        for name, options in SAMPLERS.items():
             g = torch.Generator(device=device).manual_seed(1)
-            images[method] = model.sample(4, method=method, generator=g)
-        same = torch.equal(images["cached"], images["naive"])
-        assert same, f"{dtype}: {int((images['cached'] != images['naive']).sum())} pixels differ"
+            images[name] = model.sample(4, generator=g, **options)
+        for name in ("cached", "replayed"):
+            differ = int((images[name] != images["naive"]).sum())
+            assert not differ, f"{dtype}: {name} and naive differ in {differ} pixels"
     return "4 images each, identical"
 
 
-@check("every registered block: cached == naive sampling (float64), one compiled graph")
+# How each way of sampling is asked for; "replayed" is a CUDA graph per pattern of rows on a
+# GPU, a tape of ATen operations on CPU.
+SAMPLERS = {
+    "naive": {"method": "naive"},
+    "cached": {"replay": False},
+    "replayed": {"replay": True},
+}
+
+
+@check("every registered block: cached == replayed == naive sampling (float64), one compiled graph")
 def check_blocks(args):
     device = torch.device(args.device)
     for name in list_blocks():
         model = tiny_model(device, torch.float64, name)
         images = [
-            model.sample(2, method=m, generator=torch.Generator(device=device).manual_seed(1))
-            for m in ("cached", "naive")
+            model.sample(2, generator=torch.Generator(device=device).manual_seed(1), **options)
+            for options in SAMPLERS.values()
         ]
-        assert torch.equal(*images), f"{name}: cached and naive sampling differ"
+        assert torch.equal(images[0], images[1]), f"{name}: cached and naive sampling differ"
+        assert torch.equal(images[1], images[2]), f"{name}: replayed rows differ from eager ones"
         model = tiny_model(device, torch.float32, name).train()
         x = torch.randint(0, 256, (2, 1, 8, 8), device=device)
         model.compiled_nll(backend=args.compile_backend)(x).mean().backward()
@@ -327,17 +339,20 @@ def step_images_per_second(args, name: str, precision: str, compiled: bool) -> t
     return batch / statistics.median(times), peak
 
 
-def sampling_pixels_per_second(args) -> float:
+def sampling_pixels_per_second(args) -> dict[str, float]:
+    """Pixels/s of cached sampling of 16 demo images, rows run eagerly and replayed."""
     device = torch.device(args.device)
     model = PixelCNNPP(model_of("demo")).to(device).eval()
-    g = torch.Generator(device=device).manual_seed(0)
-    n = 16
-    with exact_float32():
-        start = time.perf_counter()
-        model.sample(n, generator=g)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-    return n * 28 * 28 / (time.perf_counter() - start)
+    n, speeds = 16, {}
+    for name in ("cached", "replayed"):
+        g = torch.Generator(device=device).manual_seed(0)
+        with exact_float32():
+            start = time.perf_counter()
+            model.sample(n, generator=g, **SAMPLERS[name])
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+        speeds[name] = n * 28 * 28 / (time.perf_counter() - start)
+    return speeds
 
 
 def throughput(args) -> list[dict]:
@@ -391,7 +406,8 @@ def main() -> int:
                 else f"  {r['error'][:60]}"
             )
             print(f"{r['model']:<7}{r['precision']:<11}{r['compile']!s:<9}{speed}")
-        print(f"cached sampling, demo model, 16 images: {pixels:,.0f} pixels/s")
+        for name, speed in pixels.items():
+            print(f"{name} sampling, demo model, 16 images: {speed:,.0f} pixels/s")
     print(json.dumps({"device": args.device, "torch": torch.__version__, "checks": RESULTS,
                       "throughput": rows, "sampling_pixels_per_sec": pixels}))  # fmt: skip
     return 1 if any(r["result"] == "FAIL" for r in RESULTS) else 0

@@ -12,13 +12,19 @@ Configurations (the issue's targets for cached over naive, same images):
 - (d) (a) with the ``attention_resnet`` block (attention at 14x14 and 7x7), 4 images: no
   target in the issue beyond "many times faster"; its ratio is reported.
 
+Methods: ``naive``; ``cached`` with every row run eagerly (``replay=False``); ``replayed``,
+cached with each pattern's row recorded once and replayed (``replay=True``: CUDA graphs on a
+GPU, a tape of ATen operations on CPU). The target is checked on what ``model.sample`` does by
+default: ``replayed`` on CUDA, ``cached`` on CPU.
+
 Each method draws the images from the same untrained float32 model (sampling costs the same
 whatever the weights) with the same generator seed; naive runs once (it takes minutes; with
-``--naive-rows`` over the first rows only, scaled to the image), cached ``--repeats`` times
-(median). Reported: wall and CPU seconds, pixels per second
-(``n * H * W / wall``), peak memory, and whether both methods returned the same images. Then
-(a) with ``--throughput-n`` images drawn in batches of each size in ``--batches`` (as
-``pixelcnn sample --batch-size`` does): images/s and peak memory, and the best batch size.
+``--naive-rows`` over the first rows only, scaled to the image), the cached methods
+``--repeats`` times (median). Reported: wall and CPU seconds, pixels per second
+(``n * H * W / wall``), peak memory, whether the default and naive returned the same images,
+and replayed against cached (speed, same images). Then (a) with ``--throughput-n`` images drawn
+in batches of each size in ``--batches`` (as ``pixelcnn sample --batch-size`` does) by the
+default method: images/s and peak memory, and the best batch size.
 
 Each measurement runs in a fresh worker process, so that peak memory is clean: on CPU it is the
 growth of the process's peak resident set while sampling (``ru_maxrss`` after minus the resident
@@ -89,6 +95,7 @@ def worker(
     memory and the images of the first repeat to ``out``. With ``rows``, stop after that many
     rows (one batch) and write the time scaled to the whole image, without images."""
     dev = torch.device(device)
+    options = {"method": "naive"} if method == "naive" else {"replay": method == "replayed"}
     torch.manual_seed(0)
     model = PixelCNNPP(configurations()[config_name]).to(dev).eval()
     if dev.type == "cuda":
@@ -107,7 +114,7 @@ def worker(
 
         wall, cpu = time.perf_counter(), time.process_time()
         with contextlib.suppress(_RowsDone):
-            model.sample(n, method=method, generator=torch.Generator(device=dev), progress=stop)
+            model.sample(n, generator=torch.Generator(device=dev), progress=stop, **options)
         scale = height / rows  # every pixel of naive sampling costs one whole network pass
         walls.append((time.perf_counter() - wall) * scale)
         cpus.append((time.process_time() - cpu) * scale)
@@ -116,7 +123,7 @@ def worker(
         generator = torch.Generator(device=dev).manual_seed(1)
         wall, cpu = time.perf_counter(), time.process_time()
         drawn = [
-            model.sample(min(batch, n - first), method=method, generator=generator)
+            model.sample(min(batch, n - first), generator=generator, **options)
             for first in range(0, n, batch)
         ]
         if dev.type == "cuda":
@@ -189,16 +196,19 @@ def main() -> None:
     scratch = Path(args.scratch)
     scratch.mkdir(parents=True, exist_ok=True)
     report = {"benchmark": "sampling", **environment(torch.device(args.device)), "configs": {}}
+    # What model.sample does by default: rows replayed on CUDA, run eagerly on CPU.
+    default = "replayed" if torch.device(args.device).type == "cuda" else "cached"
     for name in args.configs.split(","):
         config, (n, target) = configurations()[name], TARGETS[name]
         _, h, w = config.image_shape
         rows = naive_rows.get(name, 0)
         runs = {
-            "cached": measure(
-                name, "cached", n, n, args.repeats, args.device, scratch, reuse=args.reuse
-            ),
-            "naive": measure(name, "naive", n, n, 1, args.device, scratch, rows, args.reuse),
+            method: measure(
+                name, method, n, n, args.repeats, args.device, scratch, reuse=args.reuse
+            )
+            for method in ("cached", "replayed")
         }
+        runs["naive"] = measure(name, "naive", n, n, 1, args.device, scratch, rows, args.reuse)
         report["configs"][name] = {
             "model": config.to_dict(),
             "n": n,
@@ -211,19 +221,24 @@ def main() -> None:
                 }
                 for method, r in runs.items()
             },
-            "speedup": runs["naive"]["seconds"] / runs["cached"]["seconds"],
-            "cpu_speedup": runs["naive"]["cpu_seconds"] / runs["cached"]["cpu_seconds"],
+            "default": default,
+            "speedup": runs["naive"]["seconds"] / runs[default]["seconds"],
+            "cpu_speedup": runs["naive"]["cpu_seconds"] / runs[default]["cpu_seconds"],
+            "replayed_over_cached": runs["cached"]["seconds"] / runs["replayed"]["seconds"],
+            "replayed_differing_subpixels": int(
+                (runs["replayed"]["images"] != runs["cached"]["images"]).sum()
+            ),
             "target": target,
             "naive_rows_timed": rows or h,
             "differing_subpixels": None
             if rows
-            else int((runs["cached"]["images"] != runs["naive"]["images"]).sum()),
+            else int((runs[default]["images"] != runs["naive"]["images"]).sum()),
         }
     batches = [int(b) for b in args.batches.split(",") if b]
     if batches:
         total, throughput = args.throughput_n, {}
         for batch in batches:
-            r = measure("a", "cached", total, batch, 1, args.device, scratch, reuse=args.reuse)
+            r = measure("a", default, total, batch, 1, args.device, scratch, reuse=args.reuse)
             throughput[batch] = {
                 "seconds": r["seconds"],
                 "images_per_sec": total / r["seconds"],
@@ -232,6 +247,7 @@ def main() -> None:
         best = max(throughput, key=lambda b: throughput[b]["images_per_sec"])
         report["throughput"] = {
             "config": "a",
+            "method": default,
             "images": total,
             "by_batch": throughput,
             "best": best,
@@ -244,7 +260,7 @@ def main() -> None:
 def print_table(report: dict) -> None:
     print(f"device={report['device']} threads={report['threads']} torch={report['torch']}")
     header = (
-        f"{'config':<30} {'n':>3} {'method':<7} {'wall s':>8} {'cpu s':>8} {'pixels/s':>9} "
+        f"{'config':<30} {'n':>3} {'method':<8} {'wall s':>8} {'cpu s':>8} {'pixels/s':>9} "
         f"{'peak MiB':>9} {'speed-up':>9} {'target':>7}"
     )
     print(header)
@@ -255,12 +271,13 @@ def print_table(report: dict) -> None:
             f"{name}: {'x'.join(map(str, m['image_shape']))} F{m['num_filters']} R{m['num_resnet']}"
             + (" attn" if m["block"] == "attention_resnet" else "")
         )
+        naive = entry["results"]["naive"]["seconds"]
         for method, r in entry["results"].items():
-            cached = method == "cached"
-            speed = f"{entry['speedup']:.1f}x" if cached else "1.0x"
-            target = f">={entry['target']:g}x" if cached and entry["target"] else ""
+            default = method == entry["default"]
+            speed = f"{naive / r['seconds']:.1f}x"
+            target = f">={entry['target']:g}x" if default and entry["target"] else ""
             print(
-                f"{label:<30} {entry['n']:>3} {method:<7} {r['seconds']:>8.2f} "
+                f"{label:<30} {entry['n']:>3} {method:<8} {r['seconds']:>8.2f} "
                 f"{r['cpu_seconds']:>8.2f} {r['pixels_per_sec']:>9.1f} {r['peak_mib']:>9.1f} "
                 f"{speed:>9} {target:>7}"
             )
@@ -270,11 +287,16 @@ def print_table(report: dict) -> None:
             rows = entry["naive_rows_timed"]
             same = f"not compared (naive timed over {rows} rows, scaled to the image)"
         print(
-            f"{'':<30} cached vs naive images (float32): {same}; CPU-time speed-up {entry['cpu_speedup']:.1f}x"
+            f"{'':<30} {entry['default']} vs naive images (float32): {same}; CPU-time speed-up {entry['cpu_speedup']:.1f}x"
+        )
+        diff = entry["replayed_differing_subpixels"]
+        same = "identical" if diff == 0 else f"{diff} sub-pixels differ"
+        print(
+            f"{'':<30} replayed vs cached rows: {entry['replayed_over_cached']:.2f}x, images {same}"
         )
     if "throughput" in report:
         t = report["throughput"]
-        print(f"\ncached throughput, config {t['config']}, {t['images']} images")
+        print(f"\n{t['method']} throughput, config {t['config']}, {t['images']} images")
         print(f"{'batch':>6} {'wall s':>8} {'images/s':>9} {'peak MiB':>9}")
         for batch, r in t["by_batch"].items():
             mark = "  <- best" if batch == t["best"] else ""
