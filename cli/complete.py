@@ -32,6 +32,7 @@ from .sample import (
     Labels,
     Method,
     Npy,
+    Replay,
     Scale,
     Seed,
     Temperature,
@@ -75,6 +76,7 @@ def complete(
     label: Label = None,
     temperature: Temperature = 1.0,
     method: Method = "cached",
+    replay: Replay = None,
     seed: Seed = 0,
     npy: Npy = None,
     batch_size: BatchSize = DEFAULT_BATCH,
@@ -134,6 +136,7 @@ def complete(
             method=method,
             generator=generator,
             progress=progress,
+            replay=replay,
         ),
     )
     seconds = time.perf_counter() - start

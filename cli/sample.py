@@ -50,6 +50,14 @@ Method = Annotated[
     Literal[METHODS],
     typer.Option(help="cached: fast generation; naive: the whole network per pixel."),
 ]
+Replay = Annotated[
+    bool | None,
+    typer.Option(
+        "--replay/--no-replay",
+        help="Cached: record each row's operations once per pattern and replay them (CUDA "
+        "graphs on a GPU). Default: on CUDA only. The images are the same either way.",
+    ),
+]
 Temperature = Annotated[
     float,
     typer.Option(
@@ -87,6 +95,7 @@ def sample(
     label: Label = None,
     temperature: Temperature = 1.0,
     method: Method = "cached",
+    replay: Replay = None,
     seed: Seed = 0,
     npy: Npy = None,
     batch_size: BatchSize = DEFAULT_BATCH,
@@ -128,6 +137,7 @@ def sample(
             method=method,
             generator=generator,
             progress=progress,
+            replay=replay,
         ),
     )
     seconds = time.perf_counter() - start

@@ -12,6 +12,7 @@ from PIL import Image
 from test_cli import assert_one_error_line, invoke, table_value
 
 from pixelcnnpp.autoregressive import PixelCNNPP
+from pixelcnnpp.autoregressive.replay import Tape
 from pixelcnnpp.cli import app, reference
 from pixelcnnpp.training import load_dataset
 from pixelcnnpp.training.images import default_scale, image_grid, side_by_side
@@ -95,6 +96,21 @@ def test_sample_writes_npy_where_it_says(run_dir, tmp_path):
     assert table_value(result.stdout, "pixels") == str(tmp_path / "s.dat.npy")
     assert np.load(tmp_path / "s.dat.npy").shape == (2, 1, 8, 8)
     assert not (tmp_path / "s.dat").exists()
+
+
+@pytest.mark.parametrize("command", ["sample", "complete"])
+def test_replayed_rows_give_the_same_images_from_the_cli(command, run_dir, tmp_path, monkeypatch):
+    what = ["--n", 3] if command == "sample" else ["--split", "test", "--count", 2, "--keep-rows", 3]  # fmt: skip
+    replays, replay = [], Tape.replay
+    monkeypatch.setattr(Tape, "replay", lambda tape: replays.append(1) or replay(tape))
+    drawn, counts = {}, {}
+    for flag in ("--replay", "--no-replay"):
+        raw = tmp_path / f"{flag}.npy"
+        invoke(command, run_dir, *what, flag, "--out", tmp_path / "g.png", "--npy", raw)
+        drawn[flag], counts[flag] = np.load(raw), len(replays)
+        replays.clear()
+    assert np.array_equal(drawn["--replay"], drawn["--no-replay"])
+    assert counts["--replay"] > 0 and counts["--no-replay"] == 0, counts
 
 
 @pytest.mark.parametrize("command", ["sample", "complete"])
