@@ -84,6 +84,28 @@ def test_softmax_head_couples_each_channel_to_earlier_channels_only(c):
         assert not changed.any(), "a perturbed pixel moved another pixel's terms"
 
 
+@pytest.mark.parametrize("name", list_likelihoods())
+@pytest.mark.parametrize("kind", ["plain", "weight_norm", "lazy"])
+def test_params_at_one_position_equal_the_convolution(name, kind):
+    """At 1x1 (a sampled pixel) the head's 1x1 convolution runs as a matrix product."""
+    torch.manual_seed(0)
+    in_channels = None if kind == "lazy" else 6
+    head = get_likelihood(
+        name, num_channels=3, in_channels=in_channels, weight_norm=kind == "weight_norm",
+        **HEAD_KWARGS.get(name, {}),
+    ).double()  # fmt: skip
+    for h, w in ((1, 1), (1, 1), (2, 3)):  # the lazy head is initialized by its first call
+        f = features(4, 6, h, w).double()
+        torch.testing.assert_close(head.params(f), head.proj(f), rtol=1e-12, atol=1e-12)
+
+
+def test_a_head_whose_projection_is_not_pointwise_keeps_it():
+    head = DiscretizedLogisticMixtureHead(num_channels=1, num_mixtures=2, in_channels=6)
+    head.proj = nn.Conv2d(6, head.proj.out_channels, kernel_size=3, padding=1)
+    f = features(2, 6, 1, 1)
+    assert torch.equal(head.params(f), head.proj(f))
+
+
 def test_lazy_head_infers_in_channels():
     head = get_likelihood("dmol", num_channels=3, num_bits=8, num_mixtures=2)
     d = head(features(channels=7))
