@@ -236,7 +236,10 @@ class DiscretizedLogisticMixture(DiscretePixelDistribution):
         params = [logits, means, log_scales] + ([coeffs] if exists(coeffs) else [])
         shapes = [logits.shape[:-3]] + [p.shape[:-4] for p in params[1:]]
         try:
-            batch_shape = torch.broadcast_shapes(*shapes)
+            # torch.broadcast_shapes costs ~100 us in Python; sampling builds one of these per
+            # pixel, and the shapes of from_params are always equal.
+            same = all(shape == shapes[0] for shape in shapes)
+            batch_shape = shapes[0] if same else torch.broadcast_shapes(*shapes)
         except RuntimeError:
             raise ValueError(
                 "the batch dimensions of logits, means, log_scales and coeffs do not broadcast: "
@@ -384,7 +387,9 @@ class DiscretizedLogisticMixture(DiscretePixelDistribution):
             c, h, w = self.event_shape
             logits = self.logits.expand(lead + self.logits.shape[-3:])
             gumbel = -torch.empty_like(logits).exponential_(generator=generator).log()
-            k = torch.argmax(logits / t + gumbel, dim=-3, keepdim=True)  # [..., 1, H, W]
+            # At t == 1 dividing and adding log(t) change nothing; skipped, since sampling calls
+            # this once per pixel.
+            k = torch.argmax((logits if t == 1 else logits / t) + gumbel, dim=-3, keepdim=True)
 
             def pick(param):  # [*, J, K, H, W] -> [..., J, H, W] at the chosen component
                 param = param.expand(lead + param.shape[-4:])
@@ -392,7 +397,8 @@ class DiscretizedLogisticMixture(DiscretePixelDistribution):
                 return param.gather(-3, index).squeeze(-3)
 
             means = pick(self.means)
-            scales = (pick(self.log_scales).double() + math.log(t)).exp()
+            log_scales = pick(self.log_scales).double()
+            scales = (log_scales if t == 1 else log_scales + math.log(t)).exp()
             coeffs = pick(self.coeffs) if exists(self.coeffs) else None
             u = torch.rand(
                 lead + (c, h, w), generator=generator, device=logits.device, dtype=torch.float64
@@ -408,5 +414,6 @@ class DiscretizedLogisticMixture(DiscretePixelDistribution):
                 y = mean.double() + scales[..., ch, :, :] * noise[..., ch, :, :]
                 v = ((y + 1.0) * (last / 2.0)).round().clamp(0, last)
                 out[..., ch, :, :] = v.long()
-                xs.append(scale_pixels(v, self.num_bits, means.dtype))
+                if ch < c - 1:  # what later channels' means are coupled to
+                    xs.append(scale_pixels(v, self.num_bits, means.dtype))
             return out
