@@ -2,15 +2,17 @@
 recorded tape of ATen operations on CPU.
 
 Cached sampling draws a row of pixels with thousands of tiny operations, the same ones on the
-same buffers in every row with the same levels of resolution active. Their Python (and, on a
-GPU, their kernel launches) costs more than their arithmetic. So the sampler records one row's
-operations per pattern and replays them for the next rows:
+same buffers in every row with the same levels of resolution active. On a GPU, launching them
+costs more than their arithmetic. So the sampler records one row's operations per pattern and
+replays them for the next rows:
 
 - on CUDA, as a ``torch.cuda.CUDAGraph``: the first row of a pattern runs eagerly (a warm-up,
   so lazy initialization happens outside the capture), the second is captured and replayed;
 - on CPU, as a :class:`Tape`: the ATen operations the row dispatched, each replayed on the
   same tensors (views are not replayed: they still look into the same buffers; an operation
-  that returned a new tensor writes into the tensor it returned when recorded).
+  that returned a new tensor writes into the tensor it returned when recorded). A replay saves
+  only the Python around the operations, and recording costs more than that saves, so the
+  sampler uses it on request: it checks on CPU what a GPU would replay.
 
 Either way a replay is only right if the function reads and writes the same memory every time
 and its Python makes no decision from tensor values: the same contract as CUDA graph capture.

@@ -9,6 +9,7 @@ replayed images differ, which these tests detect.
 from __future__ import annotations
 
 import contextlib
+import doctest
 import warnings
 
 import pytest
@@ -19,6 +20,11 @@ from pixelcnnpp.autoregressive import list_blocks
 from pixelcnnpp.autoregressive import replay as replay_module
 from pixelcnnpp.autoregressive import sampling as sampling_module
 from pixelcnnpp.autoregressive.replay import NotReplayable, RowPrograms, Tape
+
+
+def test_the_module_examples_run():
+    result = doctest.testmod(replay_module, extraglobs={"torch": torch})
+    assert result.attempted > 0 and result.failed == 0, result
 
 
 def test_tape_reruns_the_operations_on_the_same_tensors():
