@@ -177,15 +177,14 @@ class RowPrograms:
         self.stream = None  # CUDA: the stream rows are warmed up and captured on
 
     def run(self, key: Hashable, fn: Callable[[], object]) -> None:
-        program = self.programs.get(key, False)
-        if program is None:  # not replayable
-            fn()
-        elif program is not False:
-            program.replay()
-        elif self.cuda:
+        if key not in self.programs and self.cuda:
             self._run_cuda(key, fn)
-        else:
+        elif key not in self.programs:
             self._record(key, fn)
+        elif self.programs[key] is None:  # not replayable
+            fn()
+        else:
+            self.programs[key].replay()
 
     def _record(self, key: Hashable, fn: Callable[[], object]) -> None:
         generator = self.generator if self.generator is not None else torch.default_generator

@@ -236,8 +236,8 @@ class DiscretizedLogisticMixture(DiscretePixelDistribution):
         params = [logits, means, log_scales] + ([coeffs] if exists(coeffs) else [])
         shapes = [logits.shape[:-3]] + [p.shape[:-4] for p in params[1:]]
         try:
-            # torch.broadcast_shapes costs ~100 us in Python; sampling builds one of these per
-            # pixel, and the shapes of from_params are always equal.
+            # torch.broadcast_shapes costs about 23 us (against 1 us for comparing the shapes);
+            # sampling builds one of these per pixel, and from_params's shapes are always equal.
             same = all(shape == shapes[0] for shape in shapes)
             batch_shape = shapes[0] if same else torch.broadcast_shapes(*shapes)
         except RuntimeError:
